@@ -1,0 +1,7 @@
+"""rmpsnn: spiking neural networks that are accurate at very few timesteps."""
+
+__version__ = "0.1.0"
+
+from . import functional, layers, neurons, surrogate
+
+__all__ = ["__version__", "functional", "layers", "neurons", "surrogate"]

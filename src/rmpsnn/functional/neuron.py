@@ -1,0 +1,557 @@
+"""Stateless multi-step neuron dynamics over time-major tensors ``[T, B, ...]``.
+
+Discrete LIF neuron (RMP-Loss, Guo et al. ICCV 2023, eq. 1-3)::
+
+    u_pre[t] = tau * u[t-1] + x[t]                      (charge; u[-1] = v_init)
+    o[t]     = H(u_pre[t] - v_th)                       (fire)
+    u[t]     = u_pre[t] * (1 - o[t])                    (hard reset, to 0)
+    u[t]     = u_pre[t] - v_th * o[t]                   (soft reset: the RMP neuron of
+                                                         RMP-SNN, Han et al. CVPR 2020)
+
+``tau = 1`` gives the integrate-and-fire (IF) neuron used for ANN-to-SNN conversion.  In the
+backward pass ``H'`` is replaced by a surrogate ``φ'(u_pre - v_th)`` (:mod:`rmpsnn.surrogate`),
+and the gradient flows through time and through the reset (unless ``detach_reset``).
+
+Two interchangeable implementations compute exactly these equations:
+
+* ``"cpu"``: fused numba kernels for float32 CPU tensors with a built-in surrogate
+  (:mod:`rmpsnn.functional._cpu_kernels`): one pass over memory forward, one backward;
+* ``"torch"``: a plain PyTorch loop over T, for any device and dtype and for custom surrogates.
+
+Both save only ``u_pre`` for backward (spikes are recomputed from it), so a spiking layer
+keeps the same activation memory as the ReLU it replaces.  ``backend="auto"`` picks the
+fused kernel when it applies.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from typing import NamedTuple
+
+import torch
+
+from .. import surrogate as _surrogate
+
+__all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
+
+RESETS = ("hard", "soft")
+BACKENDS = ("auto", "cpu", "torch")
+STORAGES = ("auto", "float32", "compact")
+
+
+# --------------------------------------------------------------------------- parameters
+class _Param(NamedTuple):
+    """A per-neuron parameter, broadcastable over one time step's sample shape ``[B, ...]``.
+
+    ``bcast`` broadcasts against ``[B, ...]`` (torch path); ``flat``/``stride`` is the kernel
+    layout: neuron ``i`` of the flattened sample uses ``flat[(i // stride) % len(flat)]``.
+    """
+
+    bcast: torch.Tensor
+    flat: torch.Tensor
+    stride: int
+
+
+def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> _Param:
+    """Normalise a scalar / per-channel / broadcastable tensor to a :class:`_Param`.
+
+    A 1-D tensor whose length equals the channel count ``C`` of ``[B, C, ...]`` is taken per
+    channel; any other tensor must broadcast (right-aligned) to ``[B, ...]``.
+    """
+    if not torch.is_tensor(value):
+        t = torch.tensor(float(value), dtype=ref.dtype, device=ref.device)
+        return _Param(t, t.reshape(1), 1)
+    t = value.to(device=ref.device, dtype=ref.dtype)
+    nd = len(sample_shape)
+    if t.ndim == 0 or t.numel() == 1:
+        t = t.reshape(())
+        return _Param(t, t.reshape(1), 1)
+    if t.ndim == 1 and nd >= 2 and t.shape[0] == sample_shape[1]:
+        t = t.reshape((1, -1) + (1,) * (nd - 2))
+    if t.ndim > nd:
+        raise ValueError(
+            f"{name} has shape {tuple(value.shape)}, more dimensions than one time step of the input "
+            f"{tuple(sample_shape)}; give a scalar, a per-channel vector of length C, or a tensor "
+            f"broadcastable to [B, ...]"
+        )
+    full = (1,) * (nd - t.ndim) + tuple(t.shape)
+    for d, (p, s) in enumerate(zip(full, sample_shape, strict=True)):
+        if p not in (1, s):
+            raise ValueError(
+                f"{name} of shape {tuple(value.shape)} does not match one time step of the input "
+                f"{tuple(sample_shape)} (dimension {d}: {p} vs {s}); give a scalar, a per-channel "
+                f"vector of length {sample_shape[1] if nd >= 2 else sample_shape[0]}, or a tensor "
+                f"broadcastable to the input's [B, ...] shape"
+            )
+    t = t.reshape(full)
+    varying = [d for d in range(nd) if full[d] != 1]
+    lo, hi = varying[0], varying[-1]
+    if all(full[d] == sample_shape[d] for d in range(lo, hi + 1)):
+        flat = t.reshape(-1)
+        stride = math.prod(sample_shape[hi + 1 :])
+    else:  # varies over non-adjacent dimensions: materialise one value per neuron
+        flat = t.expand(sample_shape).reshape(-1)
+        stride = 1
+    return _Param(t, flat.contiguous(), int(stride))
+
+
+def _check_threshold(v_th: torch.Tensor) -> None:
+    if v_th.numel() == 0:
+        raise ValueError("v_th is an empty tensor; give a number or one value per channel/neuron")
+    if not bool((v_th > 0).all()):
+        raise ValueError(
+            f"v_th must be > 0 everywhere (a neuron with threshold <= 0 fires on every step); "
+            f"got min {v_th.min().item():g}"
+        )
+
+
+def _check_input(x: torch.Tensor, fn: str) -> None:
+    if not torch.is_tensor(x):
+        raise TypeError(f"{fn}: expected a tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{fn}: expected a time-major tensor [T, B, ...] with at least 2 dimensions, got shape "
+            f"{tuple(x.shape)}; for a single time step use x.unsqueeze(0), or the stateful module "
+            f"with step_mode='single'"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn}: the time dimension (dim 0) is empty (T = 0); give at least one time step")
+    if not x.is_floating_point():
+        raise TypeError(f"{fn}: expected a floating-point tensor, got {x.dtype}")
+
+
+def _check_reset(reset: str) -> None:
+    if reset not in RESETS:
+        raise ValueError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
+
+
+# --------------------------------------------------------------------------- torch path
+def _torch_forward(x, v0, th, tau, hard, need_upre):
+    """Reference loop over T (no autograd graph is needed: backward is :func:`_torch_backward`)."""
+    u = v0 if v0 is not None else torch.zeros((), dtype=x.dtype, device=x.device)
+    spikes, upres = [], []
+    for t in range(x.shape[0]):
+        v = tau * u + x[t]
+        o = (v >= th).to(x.dtype)
+        u = v * (1 - o) if hard else v - th * o
+        spikes.append(o)
+        if need_upre:
+            upres.append(v)
+    if u.shape != x.shape[1:]:
+        u = u.expand(x.shape[1:])
+    return torch.stack(spikes), (torch.stack(upres) if need_upre else None), u
+
+
+def _torch_backward(gs, gu, gl, upre, th, tau, hard, reset_grad, sg, out=None):
+    """BPTT from the saved u_pre alone; the same equations as the fused CPU kernel.
+    ``out`` may be ``upre`` itself (each step reads u_pre[t] before writing gx[t])."""
+    T = upre.shape[0]
+    carry = gl if gl is not None else torch.zeros_like(upre[0])
+    gx = torch.empty_like(upre) if out is None else out
+    for t in range(T - 1, -1, -1):
+        v = upre[t]
+        o = (v >= th).to(v.dtype)
+        g_o = gs[t] if gs is not None else torch.zeros_like(v)
+        if reset_grad:
+            g_o = g_o - carry * (v if hard else th)
+        g = g_o * sg.grad(v - th) + (carry * (1 - o) if hard else carry)
+        if gu is not None:
+            g = g + gu[t]
+        gx[t] = g
+        carry = tau * g
+    return gx, carry
+
+
+# --------------------------------------------------------------------------- fused CPU path
+_kernel_lock = threading.Lock()  # numba's workqueue layer must not be entered concurrently
+_kernels = None
+
+
+def _cpu_kernels():
+    global _kernels
+    if _kernels is None:
+        from . import _cpu_kernels
+
+        _kernels = _cpu_kernels
+    return _kernels
+
+
+def _np32(v: float):
+    import numpy as np
+
+    return np.float32(v)
+
+
+_Q_MAX = 32766.0  # compact codes per half window (see _cpu_kernels)
+
+
+def _dummy(dtype=torch.float32):
+    return torch.zeros((1, 1), dtype=dtype)
+
+
+def _run_numba(fn, *args):
+    import numba
+
+    with _kernel_lock:
+        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        if numba.get_num_threads() != threads:
+            numba.set_num_threads(threads)
+        fn(*args)
+
+
+def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
+    """x2: [T, N] float32 contiguous; v0: _Param or None.
+
+    Keeps u_pre as float32 when ``need_upre``, as uint16 codes when ``compact_radius`` is given
+    (the surrogate's support half-width), else not at all.  Returns (spikes, upre, codes, ulast).
+    """
+    k = _cpu_kernels()
+    T, N = x2.shape
+    store = 1 if need_upre else (2 if compact_radius is not None else 0)
+    spikes = torch.empty_like(x2)
+    upre = torch.empty_like(x2) if store == 1 else _dummy()
+    codes = torch.empty((T, N), dtype=torch.uint16) if store == 2 else _dummy(torch.uint16)
+    ulast = torch.empty(N, dtype=x2.dtype)
+    radius = compact_radius if compact_radius is not None else 1.0
+    v0_flat = v0.flat if v0 is not None else _dummy()[0]
+    _run_numba(
+        k.lif_forward,
+        x2.numpy(),
+        v0_flat.numpy(),
+        v0.stride if v0 is not None else 1,
+        v0 is not None,
+        th.flat.numpy(),
+        th.stride,
+        _np32(tau),
+        _np32(1.0 if hard else 0.0),
+        store,
+        spikes.numpy(),
+        upre.numpy(),
+        codes.numpy(),
+        _np32(_Q_MAX / radius),
+        _np32(radius),
+        ulast.numpy(),
+    )
+    return spikes, (upre if store == 1 else None), (codes if store == 2 else None), ulast
+
+
+def _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, compact_radius=None, out=None):
+    """``saved`` is u_pre [T, N] (float32) or its uint16 codes when ``compact_radius`` is set."""
+    k = _cpu_kernels()
+    T, N = saved.shape
+    compact = compact_radius is not None
+    gx = torch.empty((T, N), dtype=torch.float32) if out is None else out
+    gv0 = torch.empty(N, dtype=torch.float32)
+    a, b = sg.kernel_params
+    c = a / (2 * b * math.tanh(a / 2)) if sg.kernel_id == 0 else 0.0
+
+    def arr(g):
+        return (g.contiguous().reshape(T, N) if g is not None else _dummy()).numpy()
+
+    _run_numba(
+        k.lif_backward,
+        arr(gs),
+        gs is not None,
+        arr(gu),
+        gu is not None,
+        (gl.contiguous().reshape(N) if gl is not None else _dummy()[0]).numpy(),
+        gl is not None,
+        (_dummy() if compact else saved).numpy(),
+        (saved if compact else _dummy(torch.uint16)).numpy(),
+        compact,
+        _np32(_Q_MAX / compact_radius if compact else 1.0),
+        th.flat.numpy(),
+        th.stride,
+        _np32(tau),
+        _np32(1.0 if hard else 0.0),
+        _np32(1.0 if reset_grad else 0.0),
+        sg.kernel_id,
+        _np32(a),
+        _np32(b),
+        _np32(c),
+        gx.numpy(),
+        gv0.numpy(),
+    )
+    return gx, gv0
+
+
+def _reduce_to_param(g_full: torch.Tensor, p: _Param, sample_shape) -> torch.Tensor:
+    """Sum a per-neuron gradient [N] down to the shape the parameter was given in."""
+    return g_full.reshape(sample_shape).sum_to_size(p.bcast.shape)
+
+
+# --------------------------------------------------------------------------- autograd
+class _LIFFunction(torch.autograd.Function):
+    """Forward: fused or looped recurrence.  Saves u_pre only (float32, or as 16-bit codes
+    inside the surrogate's window when ``compact``); backward is hand-written BPTT."""
+
+    @staticmethod
+    def forward(
+        ctx, x, v0_tensor, v0, th, tau, hard, detach_reset, sg, use_cpu, v0_shape, return_upre, compact
+    ):
+        T = x.shape[0]
+        sample_shape = x.shape[1:]
+        radius = sg.support_radius if (compact and use_cpu and not return_upre) else None
+        if use_cpu:
+            x2 = x.detach().contiguous().reshape(T, -1)
+            spikes, upre, codes, ulast = _cpu_forward(
+                x2, v0, th, tau, hard, need_upre=radius is None, compact_radius=radius
+            )
+            saved = codes if radius is not None else upre
+            spikes, ulast = spikes.reshape(x.shape), ulast.reshape(sample_shape)
+            upre = upre.reshape(x.shape) if upre is not None else None
+        else:
+            spikes, upre, ulast = _torch_forward(
+                x.detach(), v0.bcast if v0 is not None else None, th.bcast, tau, hard, need_upre=True
+            )
+            saved = upre
+        ctx.save_for_backward(saved)
+        ctx.cfg = (th, tau, hard, not detach_reset, sg, use_cpu, v0, v0_shape, sample_shape, radius, x.shape)
+        # When u_pre is private to us, backward writes the input gradient into its buffer: one
+        # neuron-sized allocation less at the memory peak of a training step.
+        ctx.inplace = not return_upre and radius is None
+        ctx.done = False
+        ctx.set_materialize_grads(False)
+        return spikes, upre, ulast  # upre is None under compact storage (nobody asked for it)
+
+    @staticmethod
+    def backward(ctx, gs, gu, gl):
+        if ctx.done and ctx.inplace:
+            raise RuntimeError(
+                "rmpsnn: backward through the same spiking layer twice (retain_graph=True) is not "
+                "supported when its membrane buffer was reused for gradients; run the forward "
+                "again, or record the membranes (return_membrane=True / MembraneRecorder), which "
+                "keeps the buffer intact"
+            )
+        ctx.done = True
+        (saved,) = ctx.saved_tensors
+        th, tau, hard, reset_grad, sg, use_cpu, v0, v0_shape, sample_shape, radius, x_shape = ctx.cfg
+        T = saved.shape[0]
+        out = saved if ctx.inplace else None
+        if use_cpu:
+            s2 = saved.reshape(T, -1)
+            gx, gv0 = _cpu_backward(
+                gs,
+                gu,
+                gl,
+                s2,
+                th,
+                tau,
+                hard,
+                reset_grad,
+                sg,
+                compact_radius=radius,
+                out=s2 if out is not None else None,
+            )
+            gx = gx.reshape(x_shape)
+        else:
+            gx, gv0 = _torch_backward(gs, gu, gl, saved, th.bcast, tau, hard, reset_grad, sg, out=out)
+        g_v0 = None
+        if ctx.needs_input_grad[1] and v0 is not None:
+            g_full = gv0.reshape(-1) if use_cpu else gv0.expand(sample_shape).reshape(-1)
+            g_v0 = _reduce_to_param(g_full, v0, sample_shape).reshape(v0_shape)
+        return gx, g_v0, None, None, None, None, None, None, None, None, None, None
+
+
+def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> bool:
+    """True when the fused CPU kernel runs."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid values: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = os.environ.get("RMPSNN_BACKEND", "auto")
+    fits = x.device.type == "cpu" and x.dtype == torch.float32 and sg.kernel_id is not None
+    if backend == "cpu":
+        if not fits:
+            raise ValueError(
+                "backend='cpu' (fused kernel) needs a float32 CPU tensor and a built-in surrogate; "
+                f"got {x.dtype} on {x.device} with {sg!r}. Use backend='torch' or 'auto'."
+            )
+        return True
+    if backend == "torch":
+        return False
+    return fits and _numba_available()
+
+
+_NUMBA_OK: bool | None = None
+
+
+def _numba_available() -> bool:
+    global _NUMBA_OK
+    if _NUMBA_OK is None:
+        try:
+            _cpu_kernels()
+            _NUMBA_OK = True
+        except Exception:  # pragma: no cover - numba missing or broken: fall back quietly
+            _NUMBA_OK = False
+    return _NUMBA_OK
+
+
+# --------------------------------------------------------------------------- public API
+def lif_multistep_state(
+    x: torch.Tensor,
+    *,
+    tau: float = 0.25,
+    v_th: float | torch.Tensor = 0.5,
+    reset: str = "hard",
+    surrogate: str | _surrogate.Surrogate = "inflor",
+    v_init: float | str | torch.Tensor | None = None,
+    detach_reset: bool = False,
+    need_membrane: bool = False,
+    backend: str = "auto",
+    membrane_storage: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Like :func:`lif_multistep` but returns ``(spikes, u_pre or None, u_last)``, where
+    ``u_last = u[T-1]`` is the potential after the last reset (the state to carry into the next
+    call, e.g. for streaming).  ``u_pre`` is ``None`` unless ``need_membrane``.
+
+    ``membrane_storage`` says how u_pre is kept for the backward pass when it is not returned:
+    ``"float32"``, or ``"compact"`` -- 16-bit codes of ``z = u_pre - v_th`` inside the
+    surrogate's window ``|z| <= h`` (resolution ``h/32766``, the spike bit exact; outside the
+    window ``φ' = 0`` and only the spike matters), which halves that memory.  ``"auto"`` (default)
+    uses compact storage on the fused CPU path for surrogates of finite support, unless the
+    environment variable ``RMPSNN_MEMBRANE_STORAGE=float32`` is set."""
+    fn = "lif_multistep"
+    _check_input(x, fn)
+    _check_reset(reset)
+    sg = _surrogate.get(surrogate)
+    tau = float(tau)
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
+    sample_shape = x.shape[1:]
+    th = _as_param(v_th, sample_shape, "v_th", x)
+    _check_threshold(th.flat)
+    v0 = None
+    v0_tensor = None
+    v0_shape = None
+    if isinstance(v_init, str):
+        if v_init != "half":
+            raise ValueError(f"v_init must be None, a number, a tensor or 'half', got {v_init!r}")
+        v0 = _Param(th.bcast * 0.5, th.flat * 0.5, th.stride)
+    elif v_init is not None:
+        v0 = _as_param(v_init, sample_shape, "v_init", x)
+        if torch.is_tensor(v_init):
+            v0_tensor, v0_shape = v_init, v_init.shape
+    use_cpu = _select_backend(backend, x, sg)
+    hard = reset == "hard"
+    if membrane_storage not in STORAGES:
+        raise ValueError(
+            f"unknown membrane_storage {membrane_storage!r}; valid values: {', '.join(STORAGES)}"
+        )
+    compact = membrane_storage == "compact" or (
+        membrane_storage == "auto" and os.environ.get("RMPSNN_MEMBRANE_STORAGE", "auto") != "float32"
+    )
+    if membrane_storage == "compact" and not (use_cpu and sg.support_radius is not None):
+        raise ValueError(
+            "membrane_storage='compact' needs the fused CPU kernel (float32 CPU input) and a surrogate "
+            f"of finite support (inflor, rectangle, triangle); got {sg.name!r} on {x.device}"
+        )
+
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or (v0_tensor is not None and v0_tensor.requires_grad)
+    )
+    if needs_grad:
+        # the user's v_init tensor is an input so that autograd routes its gradient
+        v0_in = v0_tensor if v0_tensor is not None else torch.empty(0)
+        spikes, upre, ulast = _LIFFunction.apply(
+            x, v0_in, v0, th, tau, hard, detach_reset, sg, use_cpu, v0_shape, need_membrane, compact
+        )
+        return spikes, (upre if need_membrane else None), ulast
+
+    # inference (or nothing requires grad): no autograd graph, u_pre stored only if asked
+    with torch.no_grad():
+        if use_cpu:
+            T = x.shape[0]
+            spikes, upre, _, ulast = _cpu_forward(
+                x.detach().contiguous().reshape(T, -1), v0, th, tau, hard, need_upre=need_membrane
+            )
+            spikes = spikes.reshape(x.shape)
+            upre = upre.reshape(x.shape) if upre is not None else None
+            ulast = ulast.reshape(sample_shape)
+        else:
+            spikes, upre, ulast = _torch_forward(
+                x, v0.bcast if v0 is not None else None, th.bcast, tau, hard, need_upre=need_membrane
+            )
+    return spikes, upre, ulast
+
+
+def lif_multistep(
+    x: torch.Tensor,
+    *,
+    tau: float = 0.25,
+    v_th: float | torch.Tensor = 0.5,
+    reset: str = "hard",
+    surrogate: str | _surrogate.Surrogate = "inflor",
+    v_init: float | str | torch.Tensor | None = None,
+    return_membrane: bool = False,
+    detach_reset: bool = False,
+    backend: str = "auto",
+    membrane_storage: str = "auto",
+):
+    """Run a layer of LIF neurons over all time steps of ``x`` (``[T, B, ...]``).
+
+    Implements ``u_pre[t] = tau u[t-1] + x[t]``, ``o[t] = H(u_pre[t] - v_th)`` and the reset
+    ``u[t] = u_pre[t](1 - o[t])`` (``reset="hard"``, RMP-Loss eq. 1-3) or
+    ``u[t] = u_pre[t] - v_th o[t]`` (``reset="soft"``, the RMP neuron of RMP-SNN).
+
+    Args:
+        x: input current, time-major ``[T, B, ...]``, floating point.
+        tau: leak factor in ``[0, 1]`` (0.25 as in RMP-Loss; ``1.0`` = IF neuron).
+        v_th: threshold > 0: a number, a per-channel vector of length ``C`` (for ``[T, B, C, ...]``)
+            or a tensor broadcastable to ``[B, ...]``.  Treated as a constant (no gradient).
+        reset: ``"hard"`` or ``"soft"``.
+        surrogate: name in :func:`rmpsnn.surrogate.available` or a ``Surrogate`` instance.
+        v_init: initial potential ``u[-1]``: ``None`` (0), a number, a tensor broadcastable to
+            ``[B, ...]`` (gradients flow into it), or ``"half"`` for ``v_th / 2``.
+        return_membrane: also return the pre-spike potentials ``u_pre`` (``[T, B, ...]``, with
+            gradient), as RMP-Loss and the membrane plots need.
+        detach_reset: do not back-propagate through the reset term.
+        backend: ``"auto"`` (fused CPU kernel for float32 CPU tensors, else PyTorch), ``"cpu"`` or
+            ``"torch"``.  The environment variable ``RMPSNN_BACKEND`` overrides ``"auto"``.
+        membrane_storage: how u_pre is kept for backward (see :func:`lif_multistep_state`).
+
+    Returns:
+        spikes ``[T, B, ...]`` (0/1, dtype of ``x``), and ``u_pre`` if ``return_membrane``.
+    """
+    spikes, upre, _ = lif_multistep_state(
+        x,
+        tau=tau,
+        v_th=v_th,
+        reset=reset,
+        surrogate=surrogate,
+        v_init=v_init,
+        detach_reset=detach_reset,
+        need_membrane=return_membrane,
+        backend=backend,
+        membrane_storage=membrane_storage,
+    )
+    return (spikes, upre) if return_membrane else spikes
+
+
+def if_multistep(
+    x: torch.Tensor,
+    *,
+    v_th: float | torch.Tensor = 1.0,
+    reset: str = "soft",
+    surrogate: str | _surrogate.Surrogate = "inflor",
+    v_init: float | str | torch.Tensor | None = None,
+    return_membrane: bool = False,
+    detach_reset: bool = False,
+    backend: str = "auto",
+    membrane_storage: str = "auto",
+):
+    """Integrate-and-fire neurons: :func:`lif_multistep` with ``tau = 1`` (no leak) and, by
+    default, the soft reset of the RMP neuron (``u[t] = u_pre[t] - v_th o[t]``)."""
+    return lif_multistep(
+        x,
+        tau=1.0,
+        v_th=v_th,
+        reset=reset,
+        surrogate=surrogate,
+        v_init=v_init,
+        return_membrane=return_membrane,
+        detach_reset=detach_reset,
+        backend=backend,
+        membrane_storage=membrane_storage,
+    )

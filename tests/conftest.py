@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from rmpsnn import surrogate as S
+
+BACKENDS = ["cpu", "torch"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def naive_lif(x, tau, v_th, reset, sg, v0=None, detach_reset=False):
+    """Unrolled reference written with plain autograd ops and the surrogate spike function."""
+    sg = S.get(sg)
+    u = torch.zeros_like(x[0]) if v0 is None else v0
+    spikes, upres = [], []
+    for t in range(x.shape[0]):
+        v = tau * u + x[t]
+        o = sg(v - v_th)
+        r = o.detach() if detach_reset else o
+        u = v * (1 - r) if reset == "hard" else v - v_th * r
+        spikes.append(o)
+        upres.append(v)
+    return torch.stack(spikes), torch.stack(upres), u
