@@ -112,11 +112,14 @@ def _demo_cost(args: argparse.Namespace, dev) -> None:
     def net(act):
         torch.manual_seed(0)
         return nn.Sequential(
-            TimeFolded(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64)), act(),
-            TimeFolded(nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128)), act(),
+            TimeFolded(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64)),
+            act(),
+            TimeFolded(nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128)),
+            act(),
             TimeFolded(nn.AvgPool2d(2), nn.Conv2d(128, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256)),
-            act(), TimeFolded(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(256 * 8 * 8, 10)),
-        ).to(dev)  # fmt: skip
+            act(),
+            TimeFolded(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(256 * 8 * 8, 10)),
+        ).to(dev)
 
     x = torch.randn(T, B, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (B,), device=dev)
