@@ -177,7 +177,18 @@ def test_shared_cifar10_zip_if_present():
     if path is None:
         pytest.skip("../shared/data/cifar10-jpeg.zip not present")
     classes, items = list_image_folder(path, "test")
-    assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert classes == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     assert len(items) == 10_000 and np.bincount([lab for _, lab in items]).tolist() == [1000] * 10
     imgs = _decode_chunk((str(path), [m for m, _ in items[:20]], None))
     assert imgs.shape == (20, 3, 32, 32) and imgs.dtype == np.uint8 and imgs.std() > 10

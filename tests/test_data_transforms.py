@@ -74,8 +74,22 @@ def test_autoaugment_policies(policy):
 
 def test_every_autoaugment_operation_runs():
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    for op in ["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
-               "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize", "Invert"]:  # fmt: skip
+    for op in [
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+        "Rotate",
+        "Brightness",
+        "Color",
+        "Contrast",
+        "Sharpness",
+        "Posterize",
+        "Solarize",
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+    ]:
         mag = T._magnitude(op, 9, img.size)
         out = T._apply_op(img, op, mag)
         assert out.size == img.size, op

@@ -1,9 +1,9 @@
 """The ``rmpsnn`` command.
 
-    rmpsnn --version
-    rmpsnn demo [--timesteps 4] [--device cpu]     # a short tour of the neuron core
-
-Later sub-commands (train, convert, evaluate, report, export, quickstart) plug in here.
+rmpsnn --version
+rmpsnn demo [--timesteps 4] [--device cpu]     # a short tour of the neuron core
+rmpsnn train-ann --model ann_cpu_net --epochs 10 --out runs/ann.safetensors
+rmpsnn convert --ann runs/ann.safetensors --reset both --timesteps 1024 --out runs/conversion.json
 """
 
 from __future__ import annotations
@@ -147,6 +147,105 @@ def _demo_cost(args: argparse.Namespace, dev) -> None:
     print("   benchmarks/step_speed.py measures this properly, with memory and other SNN libraries.")
 
 
+def _train_ann(args: argparse.Namespace) -> int:
+    from .training import train_ann
+
+    kwargs = {}
+    if args.width:
+        kwargs["width"] = tuple(args.width)
+    if args.no_bn:
+        kwargs["bn"] = False
+    if args.bias:
+        kwargs["bias"] = True
+    _, info = train_ann(
+        args.model,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        activation=args.activation,
+        qcfs_levels=args.qcfs_levels,
+        model_kwargs=kwargs,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+    )
+    print(f"test accuracy {info['test_accuracy']:.4f}; checkpoint {args.out}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .conversion import convert, evaluate_over_time, first_within
+    from .data.resolve import load_static
+    from .training import evaluate_arrays, load_model, normalised
+
+    model, info = load_model(args.ann, model_name=args.model, device=args.device)
+    mean, std = info.get("mean"), info.get("std")
+    if mean is None:
+        raise ValueError(
+            f"{args.ann} stores no input statistics (mean/std); train it with `rmpsnn train-ann`"
+        )
+    train = load_static(args.data, "train")
+    test = load_static(args.data, "test")
+    if args.test_images:
+        test = test.per_class(max(1, args.test_images // test.num_classes), seed=args.seed)
+    calib_set = train.per_class(max(1, args.calib // train.num_classes), seed=args.seed + 1)
+    calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(args.device)
+    ann_acc = evaluate_arrays(model, test, mean, std, args.device)
+    steps = [2**k for k in range(args.timesteps.bit_length()) if 2**k <= args.timesteps]
+    resets = ["soft", "hard"] if args.reset == "both" else [args.reset]
+    out = {
+        "ann": str(args.ann),
+        "model": info["model"],
+        "ann_accuracy": ann_acc,
+        "test_images": len(test),
+        "timesteps": steps,
+        "variants": {},
+    }
+    print(f"ANN accuracy {ann_acc:.4f} on {len(test)} test images")
+    v_init = {"none": None, "auto": "auto", "half": "half"}.get(args.v_init)
+    if v_init is None and args.v_init not in ("none",):
+        v_init = float(args.v_init)
+    for reset in resets:
+        snn = convert(
+            model,
+            calib,
+            reset=reset,
+            balance=args.balance,
+            percentile=args.percentile,
+            scale=args.scale,
+            per_channel=args.per_channel,
+            encoding=args.encoding,
+            v_init=v_init,
+            balance_timesteps=args.balance_timesteps,
+            seed=args.seed,
+        )
+        r = evaluate_over_time(snn, normalised(test, mean, std, batch_size=args.batch_size), timesteps=steps)
+        r["first_T_within_1pct"] = first_within(r, ann_acc, 0.01)
+        r["thresholds"] = snn.thresholds()
+        r["balance"] = snn.balance
+        out["variants"][reset] = r
+        print(
+            f"{reset:>5} reset: "
+            + "  ".join(f"T={t}:{a:.3f}" for t, a in zip(steps, r["accuracy"], strict=True))
+        )
+        print(f"       within 1% of the ANN at T={r['first_T_within_1pct']}")
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -163,7 +262,65 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rounds", type=int, default=5, help="timing rounds of part 3 (0 skips it)")
     d.set_defaults(func=_demo)
+
+    from .conversion import BALANCE_METHODS
+    from .models import list_models
+
+    t = sub.add_parser("train-ann", help="train a conversion-friendly ANN (ReLU or QCFS) and save it")
+    t.add_argument("--model", default="ann_cpu_net", choices=list_models("ann"))
+    t.add_argument(
+        "--data",
+        default="shared",
+        help="'shared' (../shared/data CIFAR-10), a CIFAR root or image folder/zip",
+    )
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.05)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--activation", choices=["relu", "qcfs"], default="relu")
+    t.add_argument("--qcfs-levels", type=int, default=8)
+    t.add_argument("--width", type=int, nargs=3, help="channels of ann_cpu_net's three convolutions")
+    t.add_argument("--no-bn", action="store_true", help="no BatchNorm (use dropout-free plain convs)")
+    t.add_argument("--bias", action="store_true", help="biases on convolutions followed by BN")
+    t.add_argument("--train-limit", type=int, help="train on a class-balanced subset of this many images")
+    t.add_argument("--test-limit", type=int, help="evaluate on a class-balanced subset of this many images")
+    t.add_argument("--time-budget", type=float, help="stop after the epoch in which this many minutes passed")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--out", default="runs/ann.safetensors")
+    t.set_defaults(func=_train_ann)
+
+    c = sub.add_parser("convert", help="convert an ANN checkpoint to an SNN and report accuracy vs timesteps")
+    c.add_argument("--ann", required=True, help="checkpoint written by `rmpsnn train-ann`")
+    c.add_argument("--model", help="model name (default: the one stored in the checkpoint)")
+    c.add_argument("--data", default="shared")
+    c.add_argument("--reset", choices=["soft", "hard", "both"], default="both")
+    c.add_argument("--balance", choices=BALANCE_METHODS, default="auto")
+    c.add_argument("--percentile", type=float, default=99.99)
+    c.add_argument("--scale", type=float, default=1.0)
+    c.add_argument("--per-channel", action="store_true")
+    c.add_argument("--encoding", choices=["direct", "poisson"], default="direct")
+    c.add_argument("--v-init", default="auto", help="auto, half, none or a fraction of the threshold")
+    c.add_argument("--balance-timesteps", type=int, default=64)
+    c.add_argument("--timesteps", type=int, default=1024, help="largest T; accuracy at 1, 2, 4, ..., T")
+    c.add_argument("--calib", type=int, default=256, help="training images for threshold balancing")
+    c.add_argument("--test-images", type=int, help="class-balanced test subset (default: all)")
+    c.add_argument("--batch-size", type=int, default=100)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--out", default="runs/conversion.json")
+    c.set_defaults(func=_convert)
     return p
+
+
+_USER_ERRORS = {
+    "ValueError",
+    "DataError",
+    "CheckpointError",
+    "ConversionError",
+    "FileNotFoundError",
+    "FloatingPointError",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except ValueError as e:  # our input errors say what was wrong; bugs keep their traceback
+    except (ValueError, FileNotFoundError, RuntimeError, ArithmeticError) as e:
+        # our input errors (DataError, CheckpointError, ConversionError, ...) say what was wrong
+        if type(e).__name__ not in _USER_ERRORS:
+            raise
         print(f"rmpsnn {args.command}: error: {e}", file=sys.stderr)
         return 2
 

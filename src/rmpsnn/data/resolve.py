@@ -1,0 +1,48 @@
+"""Resolve a data-set specification (as given on the command line) to image arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._io import DataError
+from .images import ImageArrays
+
+__all__ = ["channel_stats", "load_static"]
+
+
+def load_static(spec: str | None, split: str) -> ImageArrays:
+    """``spec``: ``None``/``"shared"`` (the shared CIFAR-10 JPEG zip), a directory holding
+    ``cifar-10-batches-py/`` or ``cifar-100-python/``, or an image folder / zip of
+    ``<split>/<class>/*``.  ``split`` is ``"train"`` or ``"test"`` (``"val"`` is tried for
+    image folders without a ``test`` split)."""
+    from . import load_cifar10, load_cifar100, load_image_folder, shared_cifar10
+
+    if spec in (None, "", "shared"):
+        return shared_cifar10(split)
+    p = Path(spec)
+    if (p / "cifar-10-batches-py").is_dir() or p.name == "cifar-10-batches-py":
+        return load_cifar10(p.parent if p.name == "cifar-10-batches-py" else p, split)
+    if (p / "cifar-100-python").is_dir() or p.name == "cifar-100-python":
+        return load_cifar100(p.parent if p.name == "cifar-100-python" else p, split)
+    if not p.exists():
+        raise DataError(
+            f"data {spec!r} not found: give 'shared' (../shared/data/cifar10-jpeg.zip), a folder holding "
+            f"cifar-10-batches-py/ or cifar-100-python/, or an image folder/zip with train/ and test/"
+        )
+    try:
+        return load_image_folder(p, split)
+    except DataError:
+        if split == "test":
+            return load_image_folder(p, "val")
+        raise
+
+
+def channel_stats(data: ImageArrays, max_images: int = 10_000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (up to ``max_images``) images scaled to [0, 1]."""
+    idx = np.random.default_rng(0).permutation(len(data))[:max_images]  # files are grouped by class
+    x = data.images[np.sort(idx)].astype(np.float64) / 255.0
+    mean = x.mean(axis=(0, 2, 3))
+    std = x.std(axis=(0, 2, 3))
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()

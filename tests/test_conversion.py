@@ -1,0 +1,243 @@
+"""ANN -> SNN conversion: exactness, graphs the converter accepts, and its error messages."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rmpsnn.conversion import ConversionError, build_snn_graph, convert, evaluate_over_time
+from rmpsnn.models import QCFS, create
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 5))
+
+
+def ann_activations(ann, x):
+    acts, h = [], x
+    for m in ann:
+        h = m(h)
+        if isinstance(m, (nn.ReLU, QCFS)):
+            acts.append(h)
+    return acts
+
+
+def rate_errors(snn, x, acts, T):
+    for m in snn.if_nodes:
+        m.keep_rates = True
+    snn(x, T)
+    return [((m.rate_sum / T) - a).abs().mean().item() for m, a in zip(snn.if_nodes, acts, strict=True)]
+
+
+def test_soft_reset_rates_converge_to_ann_activations_as_1_over_T():
+    """With soft reset, direct input and thresholds at the max activation, rate x threshold of
+    every layer approaches the ANN activation with an error that shrinks ~1/T."""
+    ann = mlp()
+    x = torch.rand(64, 20)
+    acts = ann_activations(ann, x)
+    snn = convert(ann, x, balance="act-max")
+    e64 = rate_errors(snn, x, acts, 64)
+    e1024 = rate_errors(snn, x, acts, 1024)
+    for a, b in zip(e64, e1024, strict=True):
+        assert b < a / 8  # 16x more steps: error at least 8x smaller (~1/T)
+        assert a * 64 < 1.0  # and O(1/T) in absolute terms
+    hard = convert(ann, x, balance="act-max", reset="hard")
+    e_hard = rate_errors(hard, x, acts, 1024)
+    assert e_hard[0] > 4 * e1024[0]  # hard reset loses the residual: it converges far slower
+
+
+def test_qcfs_conversion_is_exact_at_T_equal_levels():
+    """IF with soft reset and v_init = θ/2 integrating a constant current reproduces QCFS with L = T."""
+    torch.manual_seed(1)
+    q = QCFS(levels=4, threshold=2.0)
+    ann = nn.Sequential(nn.Linear(10, 16), q, nn.Linear(16, 3))
+    x = torch.randn(32, 10)
+    snn = convert(ann)  # balance "auto" -> the trained λ; v_init "auto" -> half
+    node = snn.if_nodes[0]
+    assert snn.balance == "qcfs" and node.v_init == "half" and float(node.threshold) == pytest.approx(2.0)
+    acts = ann_activations(ann, x)
+    assert rate_errors(snn, x, acts, 4)[0] < 1e-5
+
+
+class Residual(nn.Module):
+    """Functional ReLUs (F.relu, torch.relu, .relu()), a residual addition and a BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(8 * 4 * 4, 4)
+
+    def forward(self, x):
+        h = F.relu(self.b1(self.c1(x)))
+        h = torch.relu(self.c2(h) + h)
+        h = self.pool(h).relu()
+        return self.fc(self.drop(torch.flatten(h, 1)))
+
+
+def _calibrate_bn(model, shape):
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(*shape))
+    return model.eval()
+
+
+def test_bn_folding_and_graph_preserve_the_ann_function():
+    ann = _calibrate_bn(Residual(), (16, 3, 8, 8))
+    gm, names = build_snn_graph(ann)
+    assert names == ["if_0", "if_1", "if_2"]
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in gm.modules())
+    for n in names:
+        gm.get_submodule(n).mode = "ann"
+    x = torch.randn(8, 3, 8, 8)
+    torch.testing.assert_close(gm(x), ann(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("balance", ["act-max", "percentile", "spike-max"])
+def test_functional_residual_net_converges_to_ann_predictions(balance):
+    ann = _calibrate_bn(Residual(), (32, 3, 8, 8))
+    x = torch.randn(64, 3, 8, 8)
+    y = ann(x).argmax(1)
+    snn = convert(ann, x[:32], balance=balance, balance_timesteps=32)
+    r = evaluate_over_time(snn, (x, y), timesteps=[4, 64, 512])
+    assert r["accuracy"][-1] >= 0.85 and r["accuracy"][-1] >= r["accuracy"][0]
+    assert set(r["firing_rates"]) == {"if_0", "if_1", "if_2"} and all(
+        0 < v < 1 for v in r["firing_rates"].values()
+    )
+
+
+def test_resnet_with_and_without_bn_and_vgg_convert():
+    for model, n_if in [
+        (create("ann_resnet20", bn=False), 19),
+        (create("ann_resnet20"), 19),
+        (create("ann_vgg16", hidden=32), 15),
+    ]:
+        _calibrate_bn(model, (4, 3, 32, 32))
+        x = torch.randn(4, 3, 32, 32)
+        snn = convert(model, x, balance="act-max")
+        assert len(snn.if_nodes) == n_if
+        out = snn(x, 3)
+        assert out.shape == (3, 4, 10)
+
+
+def test_one_simulation_gives_every_horizon():
+    ann = mlp()
+    x = torch.rand(16, 20)
+    snn = convert(ann, x, balance="act-max", chunk=3)
+    full = snn(x, 40)
+    torch.testing.assert_close(full[9], snn(x, 10)[-1])  # the accumulated read-out at T=10 is the same
+    y = ann(x).argmax(1)
+    calls = []
+    orig = snn.forward
+    snn.forward = lambda *a: calls.append(a[1]) or orig(*a)
+    r = evaluate_over_time(snn, [(x, y)], timesteps=[1, 2, 4, 8, 16, 32])
+    assert calls == [32] and len(r["accuracy"]) == 6
+
+
+def test_poisson_encoding_is_seeded_and_converges():
+    ann = mlp()
+    x = torch.rand(64, 20)
+    y = ann(x).argmax(1)
+    a = convert(ann, x, balance="act-max", encoding="poisson", seed=3)
+    b = convert(ann, x, balance="act-max", encoding="poisson", seed=3)
+    assert torch.equal(a(x, 16), b(x, 16))
+    assert evaluate_over_time(a, (x, y), timesteps=[2048])["accuracy"][0] >= 0.85
+
+
+def test_per_channel_thresholds_and_scale():
+    ann = mlp()
+    x = torch.rand(32, 20)
+    snn = convert(ann, x, balance="act-max", per_channel=True, scale=0.5)
+    th = snn.if_nodes[0].threshold
+    assert th.shape == (32,)
+    act_max = ann[1](ann[0](x)).amax(0)
+    alive = act_max > 0
+    torch.testing.assert_close(th[alive], act_max[alive] * 0.5)
+    # a channel that never fires on the calibration data gets the layer's largest threshold
+    assert torch.all(th[~alive] == th[alive].max())
+
+
+def test_maxpool_is_replaced_with_a_warning_or_refused():
+    ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    x = torch.randn(4, 3, 8, 8)
+    with pytest.warns(UserWarning, match="max pooling replaced by average pooling"):
+        convert(ann, x, balance="act-max")
+    with pytest.raises(ConversionError, match=r"node '.*' \(call_module .*\): max pooling"):
+        convert(ann, x, balance="act-max", maxpool="error")
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)),
+            r"Sigmoid cannot be converted.*use ReLU",
+        ),
+        (
+            nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.LayerNorm(4), nn.Linear(4, 2)),
+            "LayerNorm cannot be converted",
+        ),
+        (
+            nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),
+            "BatchNorm is not directly",
+        ),
+        (nn.Sequential(nn.Linear(4, 2)), "no ReLU"),
+    ],
+)
+def test_unconvertible_graphs_raise_naming_the_node(model, message):
+    with pytest.raises(ConversionError, match=message):
+        convert(model.eval(), torch.randn(4, 4), balance="act-max")
+
+
+def test_untraceable_and_nonlinear_functions():
+    class Dynamic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow
+                return F.relu(self.fc(x))
+            return x
+
+    with pytest.raises(ConversionError, match="could not trace"):
+        convert(Dynamic(), torch.randn(2, 4), balance="act-max")
+
+    class Exp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.exp(F.relu(self.fc(x)))
+
+    with pytest.raises(ConversionError, match=r"node 'exp'.*not linear"):
+        convert(Exp(), torch.randn(2, 4), balance="act-max")
+
+
+def test_argument_errors():
+    ann = mlp()
+    with pytest.raises(ValueError, match="unknown balance"):
+        convert(ann, torch.rand(2, 20), balance="max")
+    with pytest.raises(ValueError, match="needs calibration_data"):
+        convert(ann, balance="spike-max")
+    with pytest.raises(ValueError, match="needs an ANN trained with QCFS"):
+        convert(ann, balance="qcfs")
+    with pytest.raises(ValueError, match="unknown encoding"):
+        convert(ann, torch.rand(2, 20), balance="act-max", encoding="latency")
+
+
+def test_converter_does_not_modify_the_ann():
+    ann = _calibrate_bn(Residual(), (8, 3, 8, 8))
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(ann, torch.randn(8, 3, 8, 8), balance="act-max")
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())

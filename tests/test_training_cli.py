@@ -1,0 +1,143 @@
+"""train-ann / convert end to end on a tiny image folder, checkpoints, and the model registry."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rmpsnn.cli import main
+from rmpsnn.models import create, list_models
+from rmpsnn.training import CheckpointError, load_model, save_model, train_ann
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """Two classes that differ in brightness: learnable in one epoch."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 10)):
+        for c, level in (("dark", 60), ("light", 190)):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(rng.normal(level, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+def test_train_ann_then_convert_from_the_cli(tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ann.safetensors"
+    rc = main(
+        [
+            "train-ann",
+            "--data",
+            str(tiny_folder),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.05",
+            "--width",
+            "4",
+            "8",
+            "8",
+            "--out",
+            str(ckpt),
+        ]
+    )
+    assert rc == 0 and ckpt.exists()
+    _, info = load_model(ckpt)
+    assert info["model"] == "ann_cpu_net" and info["kwargs"]["width"] == [4, 8, 8] and len(info["mean"]) == 3
+    out = tmp_path / "conv.json"
+    rc = main(
+        [
+            "convert",
+            "--ann",
+            str(ckpt),
+            "--data",
+            str(tiny_folder),
+            "--reset",
+            "both",
+            "--timesteps",
+            "64",
+            "--calib",
+            "16",
+            "--balance",
+            "act-max",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["timesteps"] == [1, 2, 4, 8, 16, 32, 64] and set(res["variants"]) == {"soft", "hard"}
+    soft = res["variants"]["soft"]
+    assert len(soft["accuracy"]) == 7 and set(soft["thresholds"]) == {"if_0", "if_1", "if_2"}
+    assert soft["accuracy"][-1] >= res["ann_accuracy"] - 0.15  # a 2-class toy: close to the ANN at T=64
+    printed = capsys.readouterr().out
+    assert "soft reset:" in printed and "hard reset:" in printed
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
+    assert main(["convert", "--ann", str(tmp_path / "missing.safetensors")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["train-ann", "--data", str(tmp_path / "nowhere"), "--epochs", "1"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(
+        FloatingPointError, match=r"loss became .* at epoch 0, step \d+; lower the learning rate"
+    ):
+        train_ann(
+            "ann_cpu_net",
+            data=str(tiny_folder),
+            epochs=1,
+            batch_size=8,
+            lr=1e12,
+            model_kwargs={"width": (4, 4, 4)},
+            log=lambda s: None,
+        )
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    model = create("ann_cpu_net", width=(4, 4, 4))
+    path = save_model(
+        tmp_path / "m.safetensors",
+        model,
+        model_name="ann_cpu_net",
+        model_kwargs={"width": (4, 4, 4)},
+        note="x",
+    )
+    loaded, info = load_model(path)
+    assert info["note"] == "x"
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file and renamed
+    raw = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
+        load_model(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="does not match model"):
+        load_model(path, model_name="ann_resnet20")
+
+
+def test_registry():
+    assert {"ann_cpu_net", "ann_vgg16", "ann_resnet20", "ann_resnet34"} <= set(list_models("ann"))
+    with pytest.raises(ValueError, match="unknown model 'resnet9'; valid names: ann_cpu_net"):
+        create("resnet9")
+    with pytest.raises(ValueError, match="unknown activation"):
+        create("ann_cpu_net", activation="gelu")
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("ann_cpu_net", "ann_vgg16", "ann_resnet20"):
+        for act in ("relu", "qcfs"):
+            m = create(name, activation=act, **({"hidden": 16} if name == "ann_vgg16" else {}))
+            out = m(x)
+            out.sum().backward()
+            assert out.shape == (2, 10)
+    assert create("ann_resnet34", num_classes=5)(torch.randn(1, 3, 64, 64)).shape == (1, 5)
