@@ -127,6 +127,14 @@ def test_resnet_with_and_without_bn_and_vgg_convert():
         assert out.shape == (3, 4, 10)
 
 
+def test_resnet34_imagenet_layout_converts():
+    model = _calibrate_bn(create("ann_resnet34", num_classes=7), (2, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    snn = convert(model, x, balance="percentile", percentile=99.9)
+    assert len(snn.if_nodes) == 1 + 2 * (3 + 4 + 6 + 3)  # stem + two per basic block
+    assert snn(x, 2).shape == (2, 2, 7)
+
+
 def test_one_simulation_gives_every_horizon():
     ann = mlp()
     x = torch.rand(16, 20)

@@ -158,3 +158,19 @@ def test_emulated_event_dataset_over_images():
     assert torch.equal(ds[2][0], x)  # deterministic per item
     frames, labels = collate_time_major([ds[i] for i in range(3)])
     assert frames.shape == (5, 3, 2, 32, 32) and labels.tolist() == [0, 1, 0]
+
+
+def test_cifar10dvs_download_fails_fast_offline(tmp_path, monkeypatch):
+    import socket
+
+    from rmpsnn.data import events
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
+    monkeypatch.setattr(events, "_CIFAR10DVS_URL", f"http://127.0.0.1:{port}/{{}}")
+    monkeypatch.setattr(events, "_CIFAR10DVS_FILES", {"airplane": (1, "0" * 32)})
+    with pytest.raises(
+        DataError, match=r"could not download CIFAR10-DVS class 'airplane'.*airplane/\*\.aedat"
+    ):
+        CIFAR10DVS(tmp_path, download=True)

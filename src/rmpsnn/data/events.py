@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._io import DataError, cache_dir
+from ._io import DataError, cache_dir, download_url, extract_archive
 from .loader import mix_seed
 
 __all__ = [
@@ -51,6 +51,20 @@ CIFAR10DVS_CLASSES = (
     "ship",
     "truck",
 )
+# the original release on figshare: one zip per class (file id, md5)
+_CIFAR10DVS_URL = "https://ndownloader.figshare.com/files/{}"
+_CIFAR10DVS_FILES = {
+    "airplane": (7712788, "0afd5c4bf9ae06af762a77b180354fdd"),
+    "automobile": (7712791, "8438dfeba3bc970c94962d995b1b9bdd"),
+    "bird": (7712794, "a9c207c91c55b9dc2002dc21c684d785"),
+    "cat": (7712812, "52c63c677c2b15fa5146a8daf4d56687"),
+    "deer": (7712815, "b6bf21f6c04d21ba4e23fc3e36c8a4a3"),
+    "dog": (7712818, "f379ebdf6703d16e0a690782e62639c3"),
+    "frog": (7712842, "cad6ed91214b1c7388a5f6ee56d08803"),
+    "horse": (7712851, "e7cbbf77bec584ffbf913f00e682782a"),
+    "ship": (7712836, "41c7bd7d6b251be82557c6cce9a7d5c9"),
+    "truck": (7712839, "89f3922fd147d9aeff89e76a2b0b70a7"),
+}
 SENSOR = 128
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)])
 
@@ -185,9 +199,12 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         cache: bool = True,
         cache_root: str | Path | None = None,
         train_fraction: float = 0.9,
+        download: bool = False,
     ):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if download:
+            self.download(root)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(
@@ -213,6 +230,24 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         self.augment = (split == "train") if augment is None else augment
         self.epoch = 0
         self.frames = self._load_frames(cache, cache_root)
+
+    @staticmethod
+    def download(root: str | Path) -> Path:
+        """Fetch the 10 class zips of the original release (md5-verified) and extract them into
+        ``root/<class>/``.  Without internet this fails at once, saying where to put the files."""
+        root = Path(root)
+        for name, (fid, md5) in _CIFAR10DVS_FILES.items():
+            if (root / name).is_dir() and any((root / name).glob("*.aedat")):
+                continue
+            archive = download_url(
+                _CIFAR10DVS_URL.format(fid),
+                root / "downloads" / f"{name}.zip",
+                md5=md5,
+                what=f"CIFAR10-DVS class {name!r}",
+                manual_hint=f"Extract the original release's class zips so that {root}/{name}/*.aedat exist.",
+            )
+            extract_archive(archive, root)
+        return root
 
     def _integrate(self, f: Path) -> np.ndarray:
         frames = events_to_frames(read_aedat(f), self.T, split_by=self.split_by)
