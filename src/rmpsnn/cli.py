@@ -21,6 +21,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from .functional import if_multistep
     from .layers import TdBatchNorm2d, TimeFolded
+    from .losses import rmp_loss
     from .neurons import LIF, MembraneRecorder, OutputIntegrator
 
     dev = torch.device(args.device)
@@ -76,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
         with MembraneRecorder(net) as rec:
             out = net(xb)
         # RMP-Loss (eq. 8-10): pull each pre-spike potential toward the spike it becomes
-        rmp = torch.stack([torch.where(u >= 0.5, 1 - u, -u).pow(2).mean() for u in rec.membranes]).mean()
+        rmp = rmp_loss(rec.membranes)
         ce = nn.functional.cross_entropy(out, labels[i : i + B])
         loss = ce + 0.1 * rmp
         opt.zero_grad()

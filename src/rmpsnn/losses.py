@@ -1,0 +1,121 @@
+"""RMP-Loss (Guo et al., "RMP-Loss: Regularizing Membrane Potential Distribution for Spiking
+Neural Networks", ICCV 2023), its schedule, and the quantisation error it reduces.
+
+A spiking neuron quantises its pre-spike potential ``u`` to a spike ``o ∈ {0, 1}``; the
+quantisation error is the distance between them (eq. 8)::
+
+    Dis(o, u) = 1 - u    if u >= v_th   (the neuron fires: o = 1)
+    Dis(o, u) = 0 - u    otherwise      (o = 0)
+
+RMP-Loss pulls every pre-spike potential toward the spike it becomes::
+
+    q(u) = |Dis(o, u)|^p                                   (eq. 9, p = 2)
+    L_RMP = mean over time, layers, batch and neurons of q   (eq. 10)
+    L = L_CE + λ(n) · L_RMP                                   (eq. 11)
+    λ(n) = 2k·n/N for n <= N/2, else 2k(1 - n/N)              (eq. 12, rise then fall)
+
+Use :class:`rmpsnn.neurons.MembraneRecorder` to collect the membranes of a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
+
+REDUCTIONS = ("element", "layer")
+
+
+def quantization_distance(u: torch.Tensor, v_th: float = 0.5) -> torch.Tensor:
+    """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise)."""
+    return torch.where(u >= v_th, 1 - u, -u)
+
+
+def _check_membranes(membranes) -> list[torch.Tensor]:
+    if torch.is_tensor(membranes):
+        membranes = [membranes]
+    membranes = list(membranes)
+    if not membranes:
+        raise ValueError(
+            "rmp_loss got no membrane potentials: record them with MembraneRecorder(model) around the "
+            "forward pass (the model must contain LIF/IF layers)"
+        )
+    return membranes
+
+
+def rmp_loss(
+    membranes: Sequence[torch.Tensor] | torch.Tensor,
+    v_th: float = 0.5,
+    p: float = 2,
+    reduction: str = "element",
+) -> torch.Tensor:
+    """RMP-Loss (eq. 8-10) over the pre-spike potentials ``u_pre`` (``[T, B, ...]`` each) of the
+    spiking layers.
+
+    ``reduction="element"`` (default) is the mean of ``|Dis|^p`` over every element of every layer,
+    so a layer weighs in proportion to its number of neurons -- eq. 10 read as one mean over time,
+    layers, batch and neurons.  ``reduction="layer"`` averages the per-layer means instead, so
+    every layer counts equally whatever its size.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid values: {', '.join(REDUCTIONS)}")
+    membranes = _check_membranes(membranes)
+    qs = [quantization_distance(u, v_th).abs().pow(p) for u in membranes]
+    if reduction == "layer":
+        return torch.stack([q.mean() for q in qs]).mean()
+    total = sum(q.numel() for q in qs)
+    return sum(q.sum() for q in qs) / total
+
+
+def rmp_lambda(epoch: int | float, total_epochs: int, k: float = 0.1) -> float:
+    """λ(n) of eq. 12: rises linearly to ``k`` at mid-training, then falls back to 0.
+
+    ``2k·n/N`` for ``n <= N/2``, else ``2k(1 - n/N)`` (``n`` = epoch, ``N`` = total epochs)."""
+    if total_epochs <= 0:
+        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
+    n = min(max(float(epoch), 0.0), float(total_epochs))
+    r = n / total_epochs
+    return 2 * k * r if r <= 0.5 else 2 * k * (1 - r)
+
+
+def quantization_error(membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: float = 0.5) -> dict:
+    """Mean ``|Dis|`` and mean ``Dis²`` per layer and over all elements (the "quantization
+    error" column of RMP-Loss Table 1), for one batch of recorded membranes."""
+    meter = QuantizationErrorMeter(v_th)
+    meter.update(_check_membranes(membranes))
+    return meter.compute()
+
+
+class QuantizationErrorMeter:
+    """Streaming quantisation error over a data set: call :meth:`update` with each batch's
+    membranes (a list in layer order, or a ``{name: tensor}`` dict), then :meth:`compute`."""
+
+    def __init__(self, v_th: float = 0.5):
+        self.v_th = v_th
+        self.abs_sum: dict[str, float] = {}
+        self.sq_sum: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+
+    def update(self, membranes) -> None:
+        items = membranes.items() if isinstance(membranes, dict) else enumerate(membranes)
+        for name, u in items:
+            d = quantization_distance(u.detach(), self.v_th)
+            key = str(name)
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(d.abs().sum())
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float((d * d).sum())
+            self.count[key] = self.count.get(key, 0) + d.numel()
+
+    def compute(self) -> dict:
+        n = sum(self.count.values())
+        if n == 0:
+            raise ValueError("QuantizationErrorMeter: nothing recorded yet")
+        return {
+            "mean_abs": sum(self.abs_sum.values()) / n,
+            "mean_sq": sum(self.sq_sum.values()) / n,
+            "per_layer": {
+                k: {"mean_abs": self.abs_sum[k] / c, "mean_sq": self.sq_sum[k] / c}
+                for k, c in self.count.items()
+            },
+        }

@@ -1,0 +1,73 @@
+"""RMP-Loss, its schedule and the quantisation error against values computed by hand."""
+
+import pytest
+import torch
+
+from rmpsnn.losses import (
+    QuantizationErrorMeter,
+    quantization_distance,
+    quantization_error,
+    rmp_lambda,
+    rmp_loss,
+)
+from rmpsnn.neurons import LIF, MembraneRecorder
+
+
+def test_distance_eq8():
+    u = torch.tensor([-0.2, 0.0, 0.3, 0.5, 0.9, 1.4])
+    # below v_th: 0 - u;  at/above v_th (spike): 1 - u
+    assert quantization_distance(u).tolist() == pytest.approx([0.2, 0.0, -0.3, 0.5, 0.1, -0.4])
+
+
+def test_rmp_loss_by_hand():
+    a = torch.tensor([[0.3, 0.9]])  # |Dis|: 0.3, 0.1  -> squares 0.09, 0.01
+    b = torch.tensor([[1.4, -0.2, 0.5, 0.0]])  # |Dis|: 0.4, 0.2, 0.5, 0.0 -> 0.16, 0.04, 0.25, 0
+    # per-element mean over all 6 elements vs mean of the per-layer means
+    assert rmp_loss([a, b]).item() == pytest.approx((0.09 + 0.01 + 0.16 + 0.04 + 0.25) / 6)
+    assert rmp_loss([a, b], reduction="layer").item() == pytest.approx(((0.10 / 2) + (0.45 / 4)) / 2)
+    assert rmp_loss([a], p=1).item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="valid values: element, layer"):
+        rmp_loss([a], reduction="sum")
+    with pytest.raises(ValueError, match="MembraneRecorder"):
+        rmp_loss([])
+
+
+def test_rmp_loss_gradient_pulls_toward_the_spike():
+    u = torch.tensor([0.3, 0.7], requires_grad=True)
+    rmp_loss([u]).backward()
+    # d/du of (-u)^2 / 2 = u at 0.3 (push down to 0); of (1 - u)^2 / 2 = -(1 - u) at 0.7 (push up to 1)
+    assert u.grad.tolist() == pytest.approx([0.3, -0.3])
+
+
+def test_rmp_lambda_eq12():
+    assert rmp_lambda(0, 100) == 0.0
+    assert rmp_lambda(25, 100) == pytest.approx(0.05)
+    assert rmp_lambda(50, 100) == pytest.approx(0.1)
+    assert rmp_lambda(75, 100) == pytest.approx(0.05)
+    assert rmp_lambda(100, 100) == 0.0
+    assert rmp_lambda(10, 40, k=0.2) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="total_epochs"):
+        rmp_lambda(1, 0)
+
+
+def test_quantization_error_and_meter():
+    a = torch.tensor([0.3, 0.9])
+    b = torch.tensor([1.4, -0.2, 0.5, 0.0])
+    q = quantization_error([a, b])
+    assert q["mean_abs"] == pytest.approx((0.3 + 0.1 + 0.4 + 0.2 + 0.5) / 6)
+    assert q["per_layer"]["0"]["mean_sq"] == pytest.approx(0.05)
+    meter = QuantizationErrorMeter()
+    meter.update({"l1": a})
+    meter.update({"l1": b})
+    assert meter.compute()["mean_abs"] == pytest.approx(1.5 / 6)
+
+
+def test_with_recorded_membranes_of_a_model():
+    net = torch.nn.Sequential(LIF(), LIF())
+    x = torch.rand(4, 3, 8)
+    with MembraneRecorder(net) as rec:
+        net(x)
+    loss = rmp_loss(rec.membranes)
+    assert loss.item() == pytest.approx(
+        torch.cat([quantization_distance(m).reshape(-1) ** 2 for m in rec.membranes]).mean().item()
+    )
