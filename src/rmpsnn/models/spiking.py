@@ -145,9 +145,9 @@ def spiking_resnet19(num_classes: int = 10, timesteps: int = 4, in_channels: int
     """ResNet-19 of the tdBN paper as the RMP-Loss authors' group builds it: 3x3 stem 3->128 at
     stride 1, basic blocks [3, 3, 2] at 128/256/512, spike after the residual add, global average
     pool, one FC.  CIFAR-10: 12.6 M parameters."""
-    return _build_resnet(
-        3, 1, 128, [128, 256, 512], [3, 3, 2], "conv", num_classes, timesteps, in_channels, **neuron
-    )
+    layout = {"stem_k": 3, "stem_stride": 1, "stem_c": 128, "widths": [128, 256, 512], "blocks": [3, 3, 2]}
+    return _build_resnet(**layout, shortcut="conv", num_classes=num_classes, timesteps=timesteps,
+                         in_channels=in_channels, **neuron)  # fmt: skip
 
 
 @register("resnet20", kind="snn")
@@ -156,49 +156,35 @@ def spiking_resnet20(num_classes: int = 10, timesteps: int = 4, in_channels: int
     [2, 2, 2, 2] at 64/128/256/512 with avg-pool + 1x1 conv shortcuts.  CIFAR-10: 11.3 M parameters."""
     nk = _neuron_kwargs(**{**_DEFAULTS, **neuron})
     extra = nn.Sequential(
-        _conv(64, 64),
-        TdBatchNorm2d(64, v_th=nk["v_th"]),
-        LIF(**nk),
-        _conv(64, 64),
-        TdBatchNorm2d(64, v_th=nk["v_th"]),
-        LIF(**nk),
+        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), LIF(**nk),
+        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), LIF(**nk),
         TimeFolded(nn.AvgPool2d(2)),
-    )
-    return _build_resnet(
-        3,
-        1,
-        64,
-        [64, 128, 256, 512],
-        [2, 2, 2, 2],
-        "avgpool",
-        num_classes,
-        timesteps,
-        in_channels,
-        extra_stem=(extra,),
-        **neuron,
-    )
+    )  # fmt: skip
+    layout = {
+        "stem_k": 3,
+        "stem_stride": 1,
+        "stem_c": 64,
+        "widths": [64, 128, 256, 512],
+        "blocks": [2, 2, 2, 2],
+    }
+    return _build_resnet(**layout, shortcut="avgpool", num_classes=num_classes, timesteps=timesteps,
+                         in_channels=in_channels, extra_stem=(extra,), **neuron)  # fmt: skip
+
+
+def _imagenet_resnet(blocks, num_classes, timesteps, in_channels, neuron) -> SpikingNet:
+    """ImageNet stem (7x7/2 conv + tdBN + LIF, 3x3/2 max-pool), basic blocks at 64/128/256/512."""
+    layout = {"stem_k": 7, "stem_stride": 2, "stem_c": 64, "widths": [64, 128, 256, 512], "blocks": blocks}
+    pool = TimeFolded(nn.MaxPool2d(3, 2, 1))
+    return _build_resnet(**layout, shortcut="conv", num_classes=num_classes, timesteps=timesteps,
+                         in_channels=in_channels, extra_stem=(pool,), **neuron)  # fmt: skip
 
 
 @register("resnet18", kind="snn")
 def spiking_resnet18(
     num_classes: int = 1000, timesteps: int = 4, in_channels: int = 3, **neuron
 ) -> SpikingNet:
-    """ResNet-18, ImageNet stem (7x7/2 conv, 3x3/2 max-pool), blocks [2, 2, 2, 2].  ImageNet: 11.7 M
-    parameters."""
-    pool = TimeFolded(nn.MaxPool2d(3, 2, 1))
-    return _build_resnet(
-        7,
-        2,
-        64,
-        [64, 128, 256, 512],
-        [2, 2, 2, 2],
-        "conv",
-        num_classes,
-        timesteps,
-        in_channels,
-        extra_stem=(pool,),
-        **neuron,
-    )
+    """ResNet-18, ImageNet stem, blocks [2, 2, 2, 2].  ImageNet: 11.7 M parameters."""
+    return _imagenet_resnet([2, 2, 2, 2], num_classes, timesteps, in_channels, neuron)
 
 
 @register("resnet34", kind="snn")
@@ -206,20 +192,7 @@ def spiking_resnet34(
     num_classes: int = 1000, timesteps: int = 4, in_channels: int = 3, **neuron
 ) -> SpikingNet:
     """ResNet-34, ImageNet stem, blocks [3, 4, 6, 3].  ImageNet: 21.8 M parameters."""
-    pool = TimeFolded(nn.MaxPool2d(3, 2, 1))
-    return _build_resnet(
-        7,
-        2,
-        64,
-        [64, 128, 256, 512],
-        [3, 4, 6, 3],
-        "conv",
-        num_classes,
-        timesteps,
-        in_channels,
-        extra_stem=(pool,),
-        **neuron,
-    )
+    return _imagenet_resnet([3, 4, 6, 3], num_classes, timesteps, in_channels, neuron)
 
 
 @register("vgg16", kind="snn")
