@@ -80,6 +80,9 @@ def test_train_ann_then_convert_from_the_cli(tiny_folder, tmp_path, monkeypatch,
     assert soft["accuracy"][-1] >= res["ann_accuracy"] - 0.15  # a 2-class toy: close to the ANN at T=64
     printed = capsys.readouterr().out
     assert "soft reset:" in printed and "hard reset:" in printed
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000  # the plot
+    assert out.with_suffix(".svg").exists()
 
 
 def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):

@@ -243,7 +243,16 @@ def _convert(args: argparse.Namespace) -> int:
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}")
+    from .analysis import plot_accuracy_vs_timesteps
+
+    curves = {f"{r} reset": (steps, v["accuracy"]) for r, v in out["variants"].items()}
+    figs = plot_accuracy_vs_timesteps(
+        curves,
+        path.with_suffix(""),
+        ann_accuracy=ann_acc,
+        title=f"{info['model']}: converted SNN accuracy vs timesteps",
+    )
+    print(f"wrote {path} and {', '.join(str(f) for f in figs)}")
     return 0
 
 
