@@ -144,8 +144,9 @@ def _act_stats(snn: ConvertedSNN, data, method: str, percentile: float, per_chan
         m.sample_gen = gen
     _set_mode(nodes, "ann")
     with torch.no_grad():
+        dev = next(snn.parameters()).device
         for x in _batches(data):
-            snn.graph_module(x)
+            snn.graph_module(x.to(dev))
     _set_mode(nodes, "spike")
     out = []
     for m in nodes:
@@ -266,7 +267,8 @@ def convert(
 
 def _spike_max(snn: ConvertedSNN, data, T: int, per_channel: bool, scale: float) -> None:
     nodes = snn.if_nodes
-    batches = list(_batches(data))
+    dev = next(snn.parameters()).device
+    batches = [x.to(dev) for x in _batches(data)]
     with torch.no_grad():
         for k, node in enumerate(nodes):
             node.mode, node.stat_max = "record_max", None

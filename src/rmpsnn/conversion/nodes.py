@@ -93,7 +93,7 @@ class IFNode(nn.Module):
         else:
             v0 = None
         spikes, _, self.v = lif_multistep_state(xt, tau=1.0, v_th=th, reset=self.reset, v_init=v0)
-        self.spike_count += float(spikes.sum())
+        self.spike_count = self.spike_count + spikes.sum()  # a tensor: no device sync per chunk
         self.neuron_steps += spikes.numel()
         out = spikes * self._theta(xt[0]).unsqueeze(0)
         if self.keep_rates:
@@ -125,7 +125,7 @@ class IFNode(nn.Module):
     @property
     def firing_rate(self) -> float:
         """Spikes per neuron per time step since the last :meth:`reset_stats`."""
-        return self.spike_count / self.neuron_steps if self.neuron_steps else 0.0
+        return float(self.spike_count) / self.neuron_steps if self.neuron_steps else 0.0
 
     def extra_repr(self) -> str:
         th = (
