@@ -33,21 +33,23 @@ from .loader import ArrayLoader, collate_time_major
 
 def shared_cifar10_zip(start: str | Path | None = None) -> Path | None:
     """The CIFAR-10 JPEG zip in ``../shared/data/`` beside the project (or ``$RMPSNN_SHARED_DATA``),
-    searched from ``start`` (default: the current directory) upwards; ``None`` when absent."""
+    searched from ``start`` (default: the current directory) upwards and from the installed source
+    tree upwards; ``None`` when absent."""
     import os
 
     env = os.environ.get("RMPSNN_SHARED_DATA")
     if env:
         p = Path(env) / "cifar10-jpeg.zip"
         return p if p.is_file() else None
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        p = d.parent / "shared" / "data" / "cifar10-jpeg.zip"
-        if p.is_file():
-            return p
-        p = d / "shared" / "data" / "cifar10-jpeg.zip"
-        if p.is_file():
-            return p
+    # from the working directory (or ``start``) upwards, then from this source tree (a checkout)
+    for origin in (Path(start or Path.cwd()).resolve(), Path(__file__).resolve()):
+        for d in (origin, *origin.parents):
+            for p in (
+                d / "shared" / "data" / "cifar10-jpeg.zip",
+                d.parent / "shared" / "data" / "cifar10-jpeg.zip",
+            ):
+                if p.is_file():
+                    return p
     return None
 
 
