@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 
@@ -24,3 +26,10 @@ def naive_lif(x, tau, v_th, reset, sg, v0=None, detach_reset=False):
         spikes.append(o)
         upres.append(v)
     return torch.stack(spikes), torch.stack(upres), u
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (for 'no network' download tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,7 +6,6 @@ import http.server
 import io
 import os
 import pickle
-import socket
 import tarfile
 import threading
 
@@ -14,6 +13,8 @@ import numpy as np
 import pytest
 
 from rmpsnn.data import DataError, cifar, load_cifar10, load_cifar100
+
+from .conftest import closed_port
 
 CLASSES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -111,14 +112,8 @@ def test_missing_data_without_download_says_where_to_put_it(tmp_path):
         load_cifar10(tmp_path / "nowhere")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_download_fails_fast_with_a_clear_message_offline(tmp_path, monkeypatch):
-    url = f"http://127.0.0.1:{_free_port()}/cifar-10-python.tar.gz"  # nothing listens there
+    url = f"http://127.0.0.1:{closed_port()}/cifar-10-python.tar.gz"
     monkeypatch.setitem(cifar._SOURCES, "cifar10", ("cifar-10-batches-py", url, "0" * 32))
     with pytest.raises(DataError, match=r"could not download.*no internet access.*Put the extracted"):
         load_cifar10(tmp_path, download=True)

@@ -18,6 +18,8 @@ from rmpsnn.data import (
 )
 from rmpsnn.data.events import EVENT_DTYPE
 
+from .conftest import closed_port
+
 
 def random_events(n, seed=0):
     rng = np.random.default_rng(seed)
@@ -161,14 +163,9 @@ def test_emulated_event_dataset_over_images():
 
 
 def test_cifar10dvs_download_fails_fast_offline(tmp_path, monkeypatch):
-    import socket
-
     from rmpsnn.data import events
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
-    monkeypatch.setattr(events, "_CIFAR10DVS_URL", f"http://127.0.0.1:{port}/{{}}")
+    monkeypatch.setattr(events, "_CIFAR10DVS_URL", f"http://127.0.0.1:{closed_port()}/{{}}")
     monkeypatch.setattr(events, "_CIFAR10DVS_FILES", {"airplane": (1, "0" * 32)})
     with pytest.raises(
         DataError, match=r"could not download CIFAR10-DVS class 'airplane'.*airplane/\*\.aedat"
