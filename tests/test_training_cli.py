@@ -108,6 +108,39 @@ def test_nan_loss_stops_with_a_clear_message(tiny_folder, tmp_path, monkeypatch)
         )
 
 
+def test_train_snn_with_rmp_loss_learns_and_reports_quantization_error(tiny_folder, tmp_path, monkeypatch):
+    from rmpsnn.training import train_snn
+
+    monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
+    logs = []
+    _, info = train_snn(
+        "cpu_net",
+        data=str(tiny_folder),
+        timesteps=2,
+        epochs=4,
+        batch_size=8,
+        lr=0.05,
+        model_kwargs={"width": (4, 8, 8)},
+        log=logs.append,
+    )
+    h = info["history"]
+    assert len(h) == 4 and len(logs) == 4
+    assert h[-1]["ce"] < h[0]["ce"]  # it learns the two-class toy task
+    assert all(r["rmp"] > 0 for r in h) and h[1]["lambda"] == pytest.approx(0.1)  # λ peaks mid-training
+    assert 0 < info["final"]["quantization_error"] < 1 and len(info["final"]["per_layer"]) == 3
+    _, plain = train_snn(
+        "cpu_net",
+        data=str(tiny_folder),
+        timesteps=2,
+        epochs=1,
+        batch_size=8,
+        rmp=False,
+        model_kwargs={"width": (4, 8, 8)},
+        log=logs.append,
+    )
+    assert plain["history"][0]["rmp"] == 0.0 and plain["history"][0]["lambda"] == 0.0
+
+
 def test_checkpoint_roundtrip_and_corruption(tmp_path):
     model = create("ann_cpu_net", width=(4, 4, 4))
     path = save_model(
