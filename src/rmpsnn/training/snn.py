@@ -130,7 +130,8 @@ def train_snn(
         history.append(rec_)
         log(
             f"epoch {epoch + 1:>3}/{epochs}  CE {rec_['ce']:.3f}  RMP {rec_['rmp']:.3f}  "
-            f"train {rec_['train_accuracy']:.3f}  test {ev['accuracy']:.4f}  q-err {ev['quantization_error']:.4f}  ({rec_['seconds']:.0f} s)"
+            f"train {rec_['train_accuracy']:.3f}  test {ev['accuracy']:.4f}  "
+            f"q-err {ev['quantization_error']:.4f}  ({rec_['seconds']:.0f} s)"
         )
         if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
             log(f"time budget of {time_budget_s:.0f} s reached after {epoch + 1} epochs")
