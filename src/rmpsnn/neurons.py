@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import surrogate as _surrogate
-from .functional.neuron import RESETS, _check_reset, _check_threshold, lif_multistep_state
+from .functional.neuron import RESETS, _check_reset, _check_tau, _check_threshold, lif_multistep_state
 
 __all__ = ["IF", "LIF", "MembraneRecorder", "OutputIntegrator", "SpikingNeuron", "reset_states"]
 
@@ -94,9 +94,7 @@ class SpikingNeuron(_Stateful):
     ):
         super().__init__(step_mode, carry_state)
         _check_reset(reset)
-        if not 0.0 <= float(tau) <= 1.0:
-            raise ValueError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
-        self.tau = float(tau)
+        self.tau = _check_tau(tau)
         self.reset = reset
         self.surrogate = _surrogate.get(surrogate)
         self.v_init = v_init

@@ -122,6 +122,13 @@ def _check_input(x: torch.Tensor, fn: str) -> None:
         raise TypeError(f"{fn}: expected a floating-point tensor, got {x.dtype}")
 
 
+def _check_tau(tau: float) -> float:
+    tau = float(tau)
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
+    return tau
+
+
 def _check_reset(reset: str) -> None:
     if reset not in RESETS:
         raise ValueError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
@@ -416,9 +423,7 @@ def lif_multistep_state(
     _check_input(x, fn)
     _check_reset(reset)
     sg = _surrogate.get(surrogate)
-    tau = float(tau)
-    if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
+    tau = _check_tau(tau)
     sample_shape = x.shape[1:]
     th = _as_param(v_th, sample_shape, "v_th", x)
     _check_threshold(th.flat)

@@ -60,6 +60,40 @@ def _param_groups(model, lr: float, weight_decay: float) -> list[dict]:
     return groups
 
 
+def _prepare_data(data, train_limit, test_limit, seed, batch_size, device):
+    """Train/test arrays (class-balanced subsets when limited), the training set's channel
+    statistics, and the augmented training loader (crop + flip + normalise)."""
+    train = load_static(data, "train")
+    test = load_static(data, "test")
+    if train_limit:
+        train = train.per_class(max(1, train_limit // train.num_classes), seed=seed)
+    if test_limit:
+        test = test.per_class(max(1, test_limit // test.num_classes), seed=seed)
+    mean, std = channel_stats(train)
+    aug = T.Compose(
+        [T.RandomCrop(train.images.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)]
+    )
+    loader = ArrayLoader(
+        train, batch_size, shuffle=True, seed=seed, batch_transform=aug, drop_last=True, device=device
+    )
+    return train, test, mean, std, loader
+
+
+def _sgd_warmup_cosine(model, lr: float, weight_decay: float, steps_per_epoch: int, epochs: int):
+    """SGD (Nesterov 0.9) over :func:`_param_groups`; per-step schedule: linear warm-up over the
+    first epoch (at most 10 % of all steps), then cosine decay to 0."""
+    opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
+    total = epochs * steps_per_epoch
+    warm = max(1, min(steps_per_epoch, total // 10))  # the wide final layer diverges without warm-up
+
+    def lr_factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
 def train_ann(
     model_name: str = "ann_cpu_net",
     *,
@@ -86,33 +120,12 @@ def train_ann(
     arguments, the input statistics and the accuracies.
     """
     torch.manual_seed(seed)
-    train = load_static(data, "train")
-    test = load_static(data, "test")
-    if test_limit:
-        test = test.per_class(max(1, test_limit // test.num_classes), seed=seed)
-    if train_limit:
-        train = train.per_class(max(1, train_limit // train.num_classes), seed=seed)
-    mean, std = channel_stats(train)
+    train, test, mean, std, loader = _prepare_data(data, train_limit, test_limit, seed, batch_size, device)
     kwargs = {"num_classes": train.num_classes, "activation": activation, **(model_kwargs or {})}
     if activation == "qcfs":
         kwargs["qcfs_levels"] = qcfs_levels
     model = create(model_name, **kwargs).to(device)
-    aug = T.Compose(
-        [T.RandomCrop(train.images.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)]
-    )
-    loader = ArrayLoader(
-        train, batch_size, shuffle=True, seed=seed, batch_transform=aug, drop_last=True, device=device
-    )
-    opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
-    total = epochs * len(loader)
-    warm = max(1, min(len(loader), total // 10))  # linear warm-up: the wide final layer diverges without it
-
-    def lr_factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    opt, sched = _sgd_warmup_cosine(model, lr, weight_decay, len(loader), epochs)
     history = []
     t_start = time.perf_counter()
     for epoch in range(epochs):

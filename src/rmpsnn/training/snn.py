@@ -8,20 +8,18 @@ reports accuracy and the quantisation error (mean |Dis|, eq. 8) over the test se
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..data import ArrayLoader, ImageArrays
-from ..data import transforms as T
-from ..data.resolve import channel_stats, load_static
+from ..data import ImageArrays
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..neurons import MembraneRecorder
-from .ann import _param_groups, normalised
+from .ann import _prepare_data, _sgd_warmup_cosine, normalised
 
 __all__ = ["evaluate_snn", "train_snn"]
 
@@ -68,28 +66,11 @@ def train_snn(
     """Train a registered spiking model (SGD + Nesterov, warm-up then cosine, crop + flip);
     ``rmp=True`` adds ``λ(n)·RMP-Loss``.  Returns ``(model, info)`` with per-epoch metrics."""
     torch.manual_seed(seed)
-    train = load_static(data, "train")
-    test = load_static(data, "test")
-    if train_limit:
-        train = train.per_class(max(1, train_limit // train.num_classes), seed=seed)
-    if test_limit:
-        test = test.per_class(max(1, test_limit // test.num_classes), seed=seed)
-    mean, std = channel_stats(train)
-    model = create(model_name, num_classes=train.num_classes, timesteps=timesteps, **(model_kwargs or {})).to(
-        device
-    )
-    aug = T.Compose(
-        [T.RandomCrop(train.images.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)]
-    )
-    loader = ArrayLoader(
-        train, batch_size, shuffle=True, seed=seed, batch_transform=aug, drop_last=True, device=device
-    )
-    opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
+    train, test, mean, std, loader = _prepare_data(data, train_limit, test_limit, seed, batch_size, device)
+    model = create(model_name, num_classes=train.num_classes, timesteps=timesteps, **(model_kwargs or {}))
+    model = model.to(device)
+    opt, sched = _sgd_warmup_cosine(model, lr, weight_decay, len(loader), epochs)
     steps = len(loader)
-    total, warm = epochs * steps, max(1, min(steps, epochs * steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-    )
     history, t_start = [], time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -97,7 +78,7 @@ def train_snn(
         t0 = time.perf_counter()
         sums = {"ce": 0.0, "rmp": 0.0, "correct": 0, "seen": 0}
         for step, (x, y) in enumerate(loader):
-            with MembraneRecorder(model) if rmp else _nothing() as rec:
+            with MembraneRecorder(model) if rmp else contextlib.nullcontext() as rec:
                 out = model(x)
             ce = F.cross_entropy(out, y)
             lam = rmp_lambda(epoch + step / steps, epochs, k) if rmp else 0.0
@@ -146,15 +127,3 @@ def train_snn(
         "test_images": len(test),
     }
     return model.eval(), info
-
-
-class _nothing:
-    """A stand-in context manager when no membranes are recorded."""
-
-    membranes: tuple = ()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
