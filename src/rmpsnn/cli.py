@@ -4,6 +4,10 @@ rmpsnn --version
 rmpsnn demo [--timesteps 4] [--device cpu]     # a short tour of the neuron core
 rmpsnn train-ann --model ann_cpu_net --epochs 10 --out runs/ann.safetensors
 rmpsnn convert --ann runs/ann.safetensors --reset both --timesteps 1024 --out runs/conversion.json
+rmpsnn train --config configs/cpu.yaml [section.key=value ...]     # direct training, RMP-Loss
+rmpsnn train --resume RUN_DIR                                      # continue a stopped run
+rmpsnn evaluate --checkpoint RUN_DIR|FILE.safetensors [--timesteps T]
+torchrun --nproc_per_node=N -m rmpsnn train --config ...           # distributed data parallel
 """
 
 from __future__ import annotations
@@ -256,6 +260,62 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    if args.config is None and args.resume is None and not args.overrides:
+        raise ValueError(
+            "give --config CONFIG.yaml (see configs/), overrides of the defaults, or --resume RUN_DIR"
+        )
+    if args.config is not None and args.resume is not None:
+        raise ValueError("give either --config or --resume, not both (a resumed run keeps its config)")
+    summary = train(args.config, args.overrides, resume=args.resume)
+    return 0 if summary else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .training import load_model
+    from .training.config import load_config
+    from .training.distributed import Dist, _pick_device
+    from .training.trainer import build_data, evaluate_model
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise FileNotFoundError(f"{args.checkpoint} holds no best.safetensors or last.safetensors")
+    device = _pick_device(args.device)
+    model, info = load_model(path, device=device)
+    if "config" not in info:
+        raise ValueError(f"{path} was not written by `rmpsnn train`; it stores no data configuration")
+    overrides = [f"data.{k}" for k in args.data_overrides or []]
+    if args.timesteps:
+        model.timesteps = args.timesteps
+        overrides.append(f"model.timesteps={args.timesteps}")
+    cfg = load_config(info["config"], ["data.augment=none", *overrides])
+    data = build_data(cfg, Dist(device=device))
+    ev = evaluate_model(
+        model, data.test(), v_th=float(cfg.model.kwargs.get("v_th", 0.5)), device=device, data=data
+    )
+    result = {"checkpoint": str(path), "model": info["model"], "timesteps": model.timesteps, **ev}
+    print(
+        f"{info['model']} T={model.timesteps}: test accuracy {ev['accuracy']:.4f} on {ev['images']} images, "
+        f"quantization error {ev['quantization_error']:.4f} (mean Dis^2 {ev['quantization_mse']:.4f})"
+    )
+    for name, q in ev["per_layer"].items():
+        print(f"  {name:<24} |Dis| {q['mean_abs']:.4f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -320,11 +380,37 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu")
     c.add_argument("--out", default="runs/conversion.json")
     c.set_defaults(func=_convert)
+
+    r = sub.add_parser(
+        "train",
+        help="train a spiking network directly (surrogate gradients, RMP-Loss); torchrun for DDP",
+        description="Train with a YAML config (configs/*.yaml) and section.key=value overrides, e.g. "
+        "`rmpsnn train --config configs/cpu.yaml optim.epochs=5 rmp.enabled=false`.",
+    )
+    r.add_argument("--config", help="YAML configuration (see configs/)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    r.add_argument("overrides", nargs="*", metavar="section.key=value", help="configuration overrides")
+    r.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="test accuracy and quantization error of a trained spiking model")
+    e.add_argument("--checkpoint", required=True, help="a run directory or a .safetensors written by train")
+    e.add_argument("--timesteps", type=int, help="evaluate at this T instead of the trained one")
+    e.add_argument(
+        "--data",
+        dest="data_overrides",
+        nargs="*",
+        metavar="key=value",
+        help="data overrides, e.g. --data root=/data/cifar test_limit=1000",
+    )
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="also write the result as JSON here")
+    e.set_defaults(func=_evaluate)
     return p
 
 
 _USER_ERRORS = {
     "ValueError",
+    "ConfigError",
     "DataError",
     "CheckpointError",
     "ConversionError",

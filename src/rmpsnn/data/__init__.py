@@ -28,7 +28,7 @@ from .events import (
     write_aedat,
 )
 from .images import ImageArrays, ImageFolderDataset, imagenet, list_image_folder, load_image_folder
-from .loader import ArrayLoader, collate_time_major
+from .loader import ArrayLoader, DatasetLoader, collate_time_major
 
 
 def shared_cifar10_zip(start: str | Path | None = None) -> Path | None:
@@ -71,6 +71,7 @@ __all__ = [
     "CIFAR100_STD",
     "ArrayLoader",
     "DataError",
+    "DatasetLoader",
     "EmulatedEvents",
     "ImageArrays",
     "ImageFolderDataset",

@@ -20,8 +20,12 @@ import numpy as np
 # Neurons handled per block: 2 x 2048 x 4 B of state stays in L1/L2 during the T loop.
 BLOCK = 2048
 
-_JIT = {"fastmath": True, "cache": True, "nogil": True}
-_INLINE = {"inline": "always", "fastmath": True, "cache": True}
+# No "contract"/"reassoc"/"arcp": LLVM may run a loop vectorised or scalar depending on the
+# buffers' addresses (runtime alias checks), and with those flags the two paths round differently,
+# which made training non-reproducible in the last bits.  These flags keep both paths identical.
+_FASTMATH = {"nnan", "ninf", "nsz"}
+_JIT = {"fastmath": _FASTMATH, "cache": True, "nogil": True}
+_INLINE = {"inline": "always", "fastmath": _FASTMATH, "cache": True}
 
 # The kernels compute in float32 (the training dtype).  Every constant is a float32 global so
 # that numba does not promote the arithmetic to float64 (which would halve the SIMD width).

@@ -10,6 +10,8 @@ Neurons: ``LIF`` with the given ``tau``/``v_th``/``surrogate`` (RMP-Loss default
 
 from __future__ import annotations
 
+import functools
+
 from torch import nn
 
 from ..layers import TdBatchNorm2d, TimeFolded, repeat_time, residual_alpha
@@ -25,6 +27,19 @@ __all__ = [
     "spiking_resnet34",
     "spiking_vgg16",
 ]
+
+
+def _readout_option(factory):
+    """Adds ``readout="mean"|"final"`` to a model factory: what the integrator returns (RMP-Loss
+    eq. 4: the final potential ``u[T]``, or ``u[T] / T``; only the scale of the logits differs)."""
+
+    @functools.wraps(factory)
+    def build(*args, readout: str = "mean", **kwargs):
+        model = factory(*args, **kwargs)
+        model.readout = OutputIntegrator(readout)
+        return model
+
+    return build
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -141,6 +156,7 @@ def _build_resnet(
 
 
 @register("resnet19", kind="snn")
+@_readout_option
 def spiking_resnet19(num_classes: int = 10, timesteps: int = 4, in_channels: int = 3, **neuron) -> SpikingNet:
     """ResNet-19 of the tdBN paper as the RMP-Loss authors' group builds it: 3x3 stem 3->128 at
     stride 1, basic blocks [3, 3, 2] at 128/256/512, spike after the residual add, global average
@@ -151,6 +167,7 @@ def spiking_resnet19(num_classes: int = 10, timesteps: int = 4, in_channels: int
 
 
 @register("resnet20", kind="snn")
+@_readout_option
 def spiking_resnet20(num_classes: int = 10, timesteps: int = 4, in_channels: int = 3, **neuron) -> SpikingNet:
     """ResNet-20 in the Diet-SNN layout: three 3x3 conv stem at 64 channels, avg-pool, basic blocks
     [2, 2, 2, 2] at 64/128/256/512 with avg-pool + 1x1 conv shortcuts.  CIFAR-10: 11.3 M parameters."""
@@ -180,6 +197,7 @@ def _imagenet_resnet(blocks, num_classes, timesteps, in_channels, neuron) -> Spi
 
 
 @register("resnet18", kind="snn")
+@_readout_option
 def spiking_resnet18(
     num_classes: int = 1000, timesteps: int = 4, in_channels: int = 3, **neuron
 ) -> SpikingNet:
@@ -188,6 +206,7 @@ def spiking_resnet18(
 
 
 @register("resnet34", kind="snn")
+@_readout_option
 def spiking_resnet34(
     num_classes: int = 1000, timesteps: int = 4, in_channels: int = 3, **neuron
 ) -> SpikingNet:
@@ -196,6 +215,7 @@ def spiking_resnet34(
 
 
 @register("vgg16", kind="snn")
+@_readout_option
 def spiking_vgg16(num_classes: int = 10, timesteps: int = 4, in_channels: int = 3, **neuron) -> SpikingNet:
     """VGG-16: 13 conv-tdBN-LIF layers with average pooling, global average pool, one FC.
     CIFAR-10: 14.7 M parameters."""
@@ -220,6 +240,7 @@ def spiking_vgg16(num_classes: int = 10, timesteps: int = 4, in_channels: int = 
 
 
 @register("cpu_net", kind="snn")
+@_readout_option
 def spiking_cpu_net(
     num_classes: int = 10,
     timesteps: int = 4,

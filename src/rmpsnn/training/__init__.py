@@ -1,17 +1,29 @@
-"""Training: ANN training for conversion (``train_ann``), direct SNN training with RMP-Loss
-(``train_snn``), and safetensors checkpoints."""
+"""Training: direct SNN training with RMP-Loss (:class:`Trainer`, :func:`train`, behind
+``rmpsnn train``), ANN training for conversion (``train_ann``), configuration
+(:func:`load_config`), and pickle-free checkpoints."""
 
 from .ann import evaluate_arrays, normalised, train_ann
 from .checkpoint import CheckpointError, load_model, save_model
+from .config import ConfigError, TrainConfig, load_config
 from .snn import evaluate_snn, train_snn
+from .state import load_state, save_state
+from .trainer import Trainer, evaluate_model, train
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
+    "TrainConfig",
+    "Trainer",
     "evaluate_arrays",
+    "evaluate_model",
     "evaluate_snn",
+    "load_config",
     "load_model",
+    "load_state",
     "normalised",
     "save_model",
+    "save_state",
+    "train",
     "train_ann",
     "train_snn",
 ]

@@ -43,16 +43,18 @@ def evaluate_arrays(model, data: ImageArrays, mean, std, device="cpu", limit: in
     return correct / max(n, 1)
 
 
-def _param_groups(model, lr: float, weight_decay: float) -> list[dict]:
-    """No weight decay on biases/BN; a Linear layer with fan-in ``f > 512`` learns at
-    ``lr * 512 / f``: one SGD step moves its outputs by about ``lr * |features|^2``, which for a
-    flattened 256x8x8 feature map is hundreds of times more than for a conv layer."""
+def _param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool = True) -> list[dict]:
+    """No weight decay on biases/BN; with ``scale_wide_linear``, a Linear layer with fan-in
+    ``f > 512`` learns at ``lr * 512 / f``: one SGD step moves its outputs by about
+    ``lr * |features|^2``, which for a flattened 256x8x8 feature map is hundreds of times more
+    than for a conv layer."""
     groups = []
     for m in model.modules():
         own = list(m.parameters(recurse=False))
         if not own:
             continue
-        scale = min(1.0, 512 / m.in_features) if isinstance(m, torch.nn.Linear) else 1.0
+        wide = scale_wide_linear and isinstance(m, torch.nn.Linear)
+        scale = min(1.0, 512 / m.in_features) if wide else 1.0
         for p in own:
             groups.append(
                 {"params": [p], "lr": lr * scale, "weight_decay": weight_decay if p.ndim > 1 else 0.0}
@@ -85,13 +87,19 @@ def _sgd_warmup_cosine(model, lr: float, weight_decay: float, steps_per_epoch: i
     opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
     total = epochs * steps_per_epoch
     warm = max(1, min(steps_per_epoch, total // 10))  # the wide final layer diverges without warm-up
+    return opt, warmup_cosine(opt, warm, total)
+
+
+def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
+    """Per-step learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay
+    from 1 to 0 at ``total_steps``."""
 
     def lr_factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        if s < warmup_steps:
+            return (s + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
 def train_ann(

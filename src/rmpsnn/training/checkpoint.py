@@ -42,8 +42,9 @@ def save_model(
 def load_model(
     path: str | os.PathLike, *, model_name: str | None = None, device="cpu"
 ) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved by :func:`save_model`; returns ``(model, info)`` (info includes
-    ``model`` and ``kwargs``).  ``model_name`` overrides the stored name."""
+    """Rebuild the model saved by :func:`save_model` (or the model inside a training checkpoint
+    of :class:`rmpsnn.training.Trainer`); returns ``(model, info)`` (info includes ``model`` and
+    ``kwargs``).  ``model_name`` overrides the stored name."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -60,6 +61,8 @@ def load_model(
         raise CheckpointError(
             f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated"
         ) from e
+    if "tree" in meta:  # a training checkpoint (rmpsnn.training.state): the model's tensors
+        state = {k.removeprefix("model/"): v for k, v in state.items() if k.startswith("model/")}
     name = model_name or meta.get("model")
     if not name:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
