@@ -7,6 +7,8 @@ rmpsnn convert --ann runs/ann.safetensors --reset both --timesteps 1024 --out ru
 rmpsnn train --config configs/cpu.yaml [section.key=value ...]     # direct training, RMP-Loss
 rmpsnn train --resume RUN_DIR                                      # continue a stopped run
 rmpsnn evaluate --checkpoint RUN_DIR|FILE.safetensors [--timesteps T]
+rmpsnn report RUN_DIR [RUN_DIR|conversion.json ...] --out runs/report
+rmpsnn export --checkpoint RUN_DIR --format nir|safetensors --out runs/export
 torchrun --nproc_per_node=N -m rmpsnn train --config ...           # distributed data parallel
 """
 
@@ -316,6 +318,59 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
+
+    paths = write_report(args.runs, args.out, images=args.images, device=args.device, title=args.title)
+    print(f"wrote {paths['markdown']} and {paths['html']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .training import load_model
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = next(
+            (path / n for n in ("best.safetensors", "last.safetensors") if (path / n).is_file()), path
+        )
+    model, info = load_model(path)
+    info_clean = {k: v for k, v in info.items() if k not in ("model", "kwargs")}
+    if args.format == "safetensors":
+        from .export import export_safetensors
+
+        files = export_safetensors(
+            model, args.out, model_name=info["model"], model_kwargs=info["kwargs"], **info_clean
+        )
+        print(f"wrote {files['weights']} and {files['architecture']}")
+        return 0
+    from .export import to_nir
+
+    cfg = info.get("config", {}).get("data", {})
+    if args.input_shape:
+        shape = tuple(args.input_shape)
+    else:
+        size = info["kwargs"].get("image_size") or {"imagenet": 224}.get(cfg.get("dataset"), 32)
+        events = cfg.get("dataset") in ("cifar10-dvs", "emulated-dvs")
+        size = cfg.get("event_size", 48) if events else size
+        shape = (info["kwargs"].get("in_channels", 3), size, size)
+    if len(shape) != 3:
+        raise ValueError(f"--input-shape takes C H W, got {shape}")
+    sample = torch.zeros(1, *shape)
+    if shape[0] == 2:  # event frames [T, B, 2, H, W]
+        sample = torch.zeros(getattr(model, "timesteps", 1), 1, *shape)
+    out = Path(args.out)
+    out = out if out.suffix == ".nir" else out / "model.nir"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_nir(model, sample, out, allow_lossy_reset=args.allow_lossy_reset)
+    print(f"wrote {out} (input {list(shape)} per step, {getattr(model, 'timesteps', '?')} steps)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -405,6 +460,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)
+
+    rp = sub.add_parser(
+        "report",
+        help="Markdown + HTML report (tables, figures, energy) of training runs and conversion results",
+    )
+    rp.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run directories of `train`, JSON results of `convert`"
+    )
+    rp.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
+    rp.add_argument("--images", type=int, default=1000, help="test images for the monitored evaluation")
+    rp.add_argument("--title")
+    rp.add_argument("--device", default="auto")
+    rp.set_defaults(func=_report)
+
+    x = sub.add_parser("export", help="export a trained spiking model to NIR or safetensors + JSON")
+    x.add_argument("--checkpoint", required=True, help="run directory or .safetensors of `rmpsnn train`")
+    x.add_argument("--format", choices=["nir", "safetensors"], default="nir")
+    x.add_argument("--out", default="runs/export", help="a .nir file or a directory")
+    x.add_argument(
+        "--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="default: from the config"
+    )
+    x.add_argument(
+        "--allow-lossy-reset",
+        action="store_true",
+        help="export soft-reset neurons to NIR (other tools will simulate reset-to-zero; rmpsnn restores it)",
+    )
+    x.set_defaults(func=_export)
     return p
 
 
@@ -416,6 +498,7 @@ _USER_ERRORS = {
     "ConversionError",
     "FileNotFoundError",
     "FloatingPointError",
+    "NIRExportError",
 }
 
 

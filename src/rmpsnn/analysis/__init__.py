@@ -1,5 +1,24 @@
-"""Analysis: plots of results (more in later releases: membrane monitors, energy, reports)."""
+"""Analysis: per-layer monitors (membrane histograms, firing rates, quantisation error),
+operation counts and energy, figures, and run reports (``rmpsnn report``)."""
 
-from .plots import plot_accuracy_vs_timesteps
+from .energy import E_AC_PJ, E_MAC_PJ, OperationCounts, count_operations
+from .monitors import LayerStats, collect_layer_stats
+from .plots import (
+    plot_accuracy_vs_timesteps,
+    plot_firing_rates,
+    plot_membrane_distribution,
+    plot_training_curves,
+)
 
-__all__ = ["plot_accuracy_vs_timesteps"]
+__all__ = [
+    "E_AC_PJ",
+    "E_MAC_PJ",
+    "LayerStats",
+    "OperationCounts",
+    "collect_layer_stats",
+    "count_operations",
+    "plot_accuracy_vs_timesteps",
+    "plot_firing_rates",
+    "plot_membrane_distribution",
+    "plot_training_curves",
+]

@@ -1,0 +1,140 @@
+"""Per-layer monitors over a data set: pre-spike membrane-potential histograms (streaming, fixed
+bins), firing rates and the quantisation error of every spiking layer.
+
+Nothing grows with the data: each batch's membranes are binned into fixed-width histograms
+(``torch.histc``) and reduced to sums, so a whole test set can be monitored in a few MB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..losses import quantization_distance
+from ..neurons import MembraneRecorder, SpikingNeuron
+
+__all__ = ["LayerStats", "collect_layer_stats"]
+
+
+@dataclass
+class LayerStats:
+    """What :func:`collect_layer_stats` measured.  ``layers[name]`` holds ``neurons`` (per sample),
+    ``firing_rate`` (spikes per neuron per timestep), ``hist`` (counts over ``edges``), ``below``
+    / ``above`` (values outside the histogram range), ``quantization_error`` (mean |Dis|, eq. 8)
+    and ``quantization_mse`` (mean Dis²)."""
+
+    edges: list[float]
+    v_th: float
+    images: int = 0
+    accuracy: float | None = None
+    layers: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LayerStats:
+        return cls(**d)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LayerStats:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def density(self, layer: str) -> tuple[list[float], list[float]]:
+        """Bin centres and probability density of ``layer``'s membrane potentials (the mass
+        outside the range counts in the normalisation, so curves of two runs compare)."""
+        h = self.layers[layer]
+        total = sum(h["hist"]) + h["below"] + h["above"]
+        width = self.edges[1] - self.edges[0]
+        centres = [(a + b) / 2 for a, b in zip(self.edges[:-1], self.edges[1:], strict=True)]
+        return centres, [c / max(total, 1) / width for c in h["hist"]]
+
+
+def limited_batches(batches: Iterable, prepare: Callable | None, device, max_images: int | None):
+    """``(x on device / prepared, y)`` from ``batches`` until ``max_images`` have been given."""
+    seen = 0
+    for x, y in batches:
+        yield (prepare(x) if prepare is not None else x.to(device)), y
+        seen += len(y)
+        if max_images is not None and seen >= max_images:
+            return
+
+
+@torch.no_grad()
+def collect_layer_stats(
+    model: torch.nn.Module,
+    batches: Iterable,
+    *,
+    bins: int = 160,
+    value_range: tuple[float, float] = (-1.5, 2.5),
+    v_th: float | None = None,
+    device: str | torch.device = "cpu",
+    max_images: int | None = None,
+    prepare: Callable | None = None,
+) -> LayerStats:
+    """Run ``model`` (eval mode) over ``batches`` of ``(x, y)`` and monitor every spiking layer
+    (:class:`rmpsnn.neurons.SpikingNeuron`: LIF, IF).  ``v_th`` (default: the first layer's
+    threshold) is where the quantisation error splits u into "spikes to 1" and "stays at 0"."""
+    model.eval()
+    lo, hi = value_range
+    neurons = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
+    if not neurons:
+        raise ValueError(f"{type(model).__name__} has no spiking layers (LIF/IF) to monitor")
+    if v_th is None:
+        th = next(iter(neurons.values())).v_th
+        v_th = float(th.flatten()[0]) if torch.is_tensor(th) else float(th)
+    zero = {"below": 0, "above": 0, "spikes": 0.0, "count": 0, "abs": 0.0, "sq": 0.0, "neurons": 0}
+    acc = {n: {"hist": torch.zeros(bins, dtype=torch.float64), **zero} for n in neurons}
+
+    def on_membrane(name: str, u: torch.Tensor) -> None:
+        a = acc[name]
+        uf = u.detach().float()
+        a["hist"] += torch.histc(uf, bins, lo, hi).double().cpu()
+        a["below"] += int((uf < lo).sum())
+        a["above"] += int((uf > hi).sum())
+        d = quantization_distance(uf, v_th)
+        a["abs"] += float(d.abs().sum())
+        a["sq"] += float((d * d).sum())
+        a["neurons"] = u[0, 0].numel() if u.ndim > 2 else u.shape[-1]
+
+    def on_spikes(name: str):
+        def hook(_module, _inputs, out):
+            s = out[0] if isinstance(out, tuple) else out
+            acc[name]["spikes"] += float((s != 0).sum())
+            acc[name]["count"] += s.numel()
+
+        return hook
+
+    handles = [m.register_forward_hook(on_spikes(n)) for n, m in neurons.items()]
+    images = correct = 0
+    try:
+        with MembraneRecorder(model, detach=True, on_record=on_membrane):
+            for x, y in limited_batches(batches, prepare, device, max_images):
+                correct += int((model(x).argmax(-1).cpu() == y.cpu()).sum())
+                images += len(y)
+    finally:
+        for h in handles:
+            h.remove()
+    edges = torch.linspace(lo, hi, bins + 1).tolist()
+    stats = LayerStats(edges=edges, v_th=v_th, images=images, accuracy=correct / max(images, 1))
+    for n, a in acc.items():
+        total = float(a["hist"].sum()) + a["below"] + a["above"]
+        stats.layers[n] = {
+            "neurons": a["neurons"],
+            "firing_rate": a["spikes"] / max(a["count"], 1),
+            "hist": a["hist"].tolist(),
+            "below": a["below"],
+            "above": a["above"],
+            "quantization_error": a["abs"] / max(total, 1),
+            "quantization_mse": a["sq"] / max(total, 1),
+        }
+    return stats

@@ -1,0 +1,115 @@
+"""NIR export/import round trips (identical outputs), soft-reset handling, safetensors export."""
+
+import warnings
+
+import pytest
+import torch
+
+from rmpsnn.cli import main
+from rmpsnn.export import NIRExportError, export_safetensors, from_nir, load_exported, to_nir
+from rmpsnn.layers import TdBatchNorm2d
+from rmpsnn.models import create
+from rmpsnn.models.spiking import _DEFAULTS, SpikingNet, _gap_head, _neuron_kwargs, _stage
+
+nir = pytest.importorskip("nir")
+
+
+def _randomise_bn(model):
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if getattr(m, "running_mean", None) is not None:
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.6 - 0.3)
+    return model.eval()
+
+
+def _tiny_resnet(reset="hard"):
+    nk = _neuron_kwargs(**{**_DEFAULTS, "reset": reset})
+    body, c = _stage(4, [4, 8], [1, 1], 1, nk, "conv", 0.5)
+    return SpikingNet(
+        torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), TdBatchNorm2d(4), body, _gap_head(c, 10), 3, nk
+    )
+
+
+@pytest.mark.parametrize("which", ["cpu_net", "resnet"])
+def test_nir_round_trip_gives_identical_outputs(tmp_path, which):
+    torch.manual_seed(0)
+    if which == "cpu_net":
+        model = create("cpu_net", width=(4, 8, 8), image_size=16, timesteps=3, readout="final")
+    else:
+        model = _tiny_resnet()
+    model = _randomise_bn(model)
+    x = torch.randn(4, 3, 16, 16)
+    ref = model(x)
+    path = tmp_path / "net.nir"
+    graph = to_nir(model, x, path)
+    read = nir.read(str(path))  # the nir package reads what we wrote
+    assert set(read.nodes) == set(graph.nodes) and len(read.edges) == len(graph.edges)
+    kinds = {type(n).__name__ for n in read.nodes.values()}
+    assert {"Conv2d", "LIF", "Affine", "I", "Input", "Output"} <= kinds
+    assert not any("bn" in k for k in read.nodes)  # batch norm folded into the convolutions
+    net = from_nir(read)
+    out = net(x)
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    lif = next(n for n in read.nodes.values() if isinstance(n, nir.LIF))
+    # u[t] = 0.25 u[t-1] + x[t]  <=>  tau = dt / (1 - 0.25), R = tau / dt
+    assert float(lif.tau.flat[0]) == pytest.approx(4 / 3) and float(lif.r.flat[0]) == pytest.approx(4 / 3)
+    if which == "resnet":
+        sums = [k for k in read.nodes if sum(1 for e in read.edges if e[1] == k) == 2]
+        assert sums and all(k.endswith("lif2") for k in sums)  # residual addition = two edges in
+
+
+def test_soft_reset_is_never_exported_silently(tmp_path):
+    model = _randomise_bn(_tiny_resnet(reset="soft"))
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(NIRExportError, match="soft reset"):
+        to_nir(model, x)
+    with pytest.warns(UserWarning, match="soft reset"):
+        to_nir(model, x, tmp_path / "soft.nir", allow_lossy_reset=True)
+    read = nir.read(str(tmp_path / "soft.nir"))
+    lif = read.nodes["stem_lif"]
+    assert float(lif.v_reset.flat[0]) == 0.0 and lif.metadata["rmpsnn"]["reset"] == "soft"
+    net = from_nir(read)
+    assert all(m.reset == "soft" for m in net.modules() if hasattr(m, "reset"))
+    torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_layers_are_named():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.MaxPool2d(2))
+    with pytest.raises(NIRExportError, match=r"1: MaxPool2d cannot be expressed"):
+        to_nir(model, torch.randn(1, 3, 8, 8))
+
+
+def test_safetensors_export_and_cli(tmp_path, capsys):
+    model = _randomise_bn(create("cpu_net", width=(4, 8, 8), image_size=16, timesteps=2))
+    files = export_safetensors(
+        model,
+        tmp_path / "exp",
+        model_name="cpu_net",
+        model_kwargs={"width": [4, 8, 8], "image_size": 16, "timesteps": 2},
+        mean=[0.5] * 3,
+    )
+    back, info = load_exported(tmp_path / "exp")
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(back.eval()(x), model(x)) and info["mean"] == [0.5] * 3
+    assert files["weights"].read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (
+            main(
+                [
+                    "export",
+                    "--checkpoint",
+                    str(files["weights"]),
+                    "--format",
+                    "nir",
+                    "--out",
+                    str(tmp_path / "m.nir"),
+                ]
+            )
+            == 0
+        )
+    assert (tmp_path / "m.nir").stat().st_size > 0 and "wrote" in capsys.readouterr().out
