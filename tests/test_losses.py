@@ -71,3 +71,29 @@ def test_with_recorded_membranes_of_a_model():
     assert loss.item() == pytest.approx(
         torch.cat([quantization_distance(m).reshape(-1) ** 2 for m in rec.membranes]).mean().item()
     )
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("reduction", ["element", "layer"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_rmp_loss_matches_the_plain_expression(p, reduction, dtype):
+    """The fused loss (one pass each way, nothing kept) equals the autograd expression of eq. 8-10."""
+    from rmpsnn.losses import quantization_distance
+
+    g = torch.Generator().manual_seed(3)
+    shapes = [(4, 3, 8, 5, 5), (4, 3, 70)]
+    us = [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in shapes]
+    loss = rmp_loss(us, v_th=0.4, p=p, reduction=reduction)
+    grads = torch.autograd.grad(loss, us)
+    qs = [quantization_distance(u, 0.4).abs().pow(p) for u in us]
+    if reduction == "layer":
+        ref = torch.stack([q.mean() for q in qs]).mean()
+    else:
+        ref = sum(q.sum() for q in qs) / sum(q.numel() for q in qs)
+    ref_grads = torch.autograd.grad(ref, us)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(loss, ref, rtol=tol, atol=tol)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="p > 0"):
+        rmp_loss(us, p=0)

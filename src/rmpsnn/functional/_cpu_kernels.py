@@ -235,4 +235,55 @@ def lif_backward(
         gv0[s0 : s0 + n] = carry
 
 
-__all__ = ["BLOCK", "lif_backward", "lif_forward"]
+@nb.njit(**_INLINE)
+def _abs_pow(a, p, mode):
+    """|d|^p for p = 2 (mode 2), p = 1 (mode 1) or any p (mode 0, scalar pow)."""
+    if mode == 2:
+        return a * a
+    if mode == 1:
+        return a
+    return a**p
+
+
+@nb.njit(parallel=True, **_JIT)
+def rmp_forward(u, th, p, mode, partial):
+    """``partial[b] = Σ_{i in block b} |Dis(u_i)|^p`` (float64), ``Dis = 1 - u`` where ``u >= th``
+    else ``-u`` (RMP-Loss eq. 8-9).  One read of ``u``, nothing written per element; the block
+    sums are added in order by the caller, so the result does not depend on the thread count."""
+    N = u.shape[0]
+    nblk = (N + BLOCK - 1) // BLOCK
+    one = _ONE
+    for blk in nb.prange(nblk):
+        s0 = blk * BLOCK
+        n = min(N, s0 + BLOCK) - s0
+        acc = 0.0
+        for i in range(n):
+            v = u[s0 + i]
+            d = one - v if v >= th else -v
+            acc += np.float64(_abs_pow(abs(d), p, mode))
+        partial[blk] = acc
+
+
+@nb.njit(parallel=True, **_JIT)
+def rmp_backward(u, th, p, mode, scale, g):
+    """``g = scale · d|Dis(u)|^p / du = -scale · p |Dis|^(p-1) sign(Dis)`` (dDis/du = -1 on
+    both sides of the threshold)."""
+    N = u.shape[0]
+    nblk = (N + BLOCK - 1) // BLOCK
+    one, zero = _ONE, _ZERO
+    for blk in nb.prange(nblk):
+        s0 = blk * BLOCK
+        n = min(N, s0 + BLOCK) - s0
+        for i in range(n):
+            v = u[s0 + i]
+            d = one - v if v >= th else -v
+            if mode == 2:
+                gd = d + d
+            else:
+                a = abs(d)
+                sgn = one if d > zero else (-one if d < zero else zero)
+                gd = sgn if mode == 1 else p * a ** (p - one) * sgn
+            g[s0 + i] = -scale * gd
+
+
+__all__ = ["BLOCK", "lif_backward", "lif_forward", "rmp_backward", "rmp_forward"]
