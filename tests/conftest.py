@@ -8,6 +8,23 @@ from rmpsnn import surrogate as S
 BACKENDS = ["cpu", "torch"]
 
 
+def write_two_class_folder(root, size=32, n_train=24, n_test=10):
+    """An image folder ``root/{train,test}/{dark,light}/*.png`` whose two classes differ in
+    brightness: learnable in one epoch."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c, level in (("dark", 60), ("light", 190)):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(rng.normal(level, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

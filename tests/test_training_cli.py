@@ -2,29 +2,19 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rmpsnn.cli import main
 from rmpsnn.models import create, list_models
 from rmpsnn.training import CheckpointError, load_model, save_model, train_ann
 
+from .conftest import write_two_class_folder
+
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    """Two classes that differ in brightness: learnable in one epoch."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 24), ("test", 10)):
-        for c, level in (("dark", 60), ("light", 190)):
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                img = np.clip(rng.normal(level, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(d / f"{i}.png")
-    return root
+    return write_two_class_folder(tmp_path_factory.mktemp("tiny"))
 
 
 def test_train_ann_then_convert_from_the_cli(tiny_folder, tmp_path, monkeypatch, capsys):
@@ -108,37 +98,36 @@ def test_nan_loss_stops_with_a_clear_message(tiny_folder, tmp_path, monkeypatch)
         )
 
 
-def test_train_snn_with_rmp_loss_learns_and_reports_quantization_error(tiny_folder, tmp_path, monkeypatch):
-    from rmpsnn.training import train_snn
+def test_direct_training_on_an_image_folder_with_and_without_rmp_loss(tiny_folder, tmp_path, monkeypatch):
+    import json
+
+    from rmpsnn.training import train
 
     monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
+    common = [
+        "data.dataset=images",
+        f"data.root={tiny_folder}",
+        "model.timesteps=2",
+        "optim.batch_size=8",
+        "optim.lr=0.05",
+        "model.kwargs.width=[4,8,8]",
+        "model.readout=mean",
+        "run.progress=off",
+    ]
     logs = []
-    _, info = train_snn(
-        "cpu_net",
-        data=str(tiny_folder),
-        timesteps=2,
-        epochs=4,
-        batch_size=8,
-        lr=0.05,
-        model_kwargs={"width": (4, 8, 8)},
-        log=logs.append,
-    )
-    h = info["history"]
-    assert len(h) == 4 and len(logs) == 4
+    s = train(None, [*common, "optim.epochs=4", f"run.out={tmp_path / 'rmp'}"], log=logs.append)
+    h = [json.loads(x) for x in (tmp_path / "rmp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(h) == 4 and sum(x.startswith("epoch") for x in logs) == 4
     assert h[-1]["ce"] < h[0]["ce"]  # it learns the two-class toy task
-    assert all(r["rmp"] > 0 for r in h) and h[1]["lambda"] == pytest.approx(0.1)  # λ peaks mid-training
-    assert 0 < info["final"]["quantization_error"] < 1 and len(info["final"]["per_layer"]) == 3
-    _, plain = train_snn(
-        "cpu_net",
-        data=str(tiny_folder),
-        timesteps=2,
-        epochs=1,
-        batch_size=8,
-        rmp=False,
-        model_kwargs={"width": (4, 8, 8)},
+    assert all(r["rmp"] > 0 for r in h)
+    assert 0 < s["final"]["quantization_error"] < 1 and len(s["per_layer_quantization_error"]) == 3
+    train(
+        None,
+        [*common, "optim.epochs=1", "rmp.enabled=false", f"run.out={tmp_path / 'plain'}"],
         log=logs.append,
     )
-    assert plain["history"][0]["rmp"] == 0.0 and plain["history"][0]["lambda"] == 0.0
+    plain = json.loads((tmp_path / "plain" / "metrics.jsonl").read_text())
+    assert plain["rmp"] == 0.0 and plain["lambda"] == 0.0
 
 
 def test_checkpoint_roundtrip_and_corruption(tmp_path):

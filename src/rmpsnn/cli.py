@@ -1,6 +1,7 @@
 """The ``rmpsnn`` command.
 
 rmpsnn --version
+rmpsnn quickstart [--data auto] [--epochs 2]   # both routes on offline data, with a report
 rmpsnn demo [--timesteps 4] [--device cpu]     # a short tour of the neuron core
 rmpsnn train-ann --model ann_cpu_net --epochs 10 --out runs/ann.safetensors
 rmpsnn convert --ann runs/ann.safetensors --reset both --timesteps 1024 --out runs/conversion.json
@@ -186,14 +187,9 @@ def _train_ann(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from .conversion import convert, evaluate_over_time, first_within
+    from .conversion.experiment import conversion_experiment
     from .data.resolve import load_static
-    from .training import evaluate_arrays, load_model, normalised
+    from .training import load_model
 
     model, info = load_model(args.ann, model_name=args.model, device=args.device)
     mean, std = info.get("mean"), info.get("std")
@@ -205,60 +201,32 @@ def _convert(args: argparse.Namespace) -> int:
     test = load_static(args.data, "test")
     if args.test_images:
         test = test.per_class(max(1, args.test_images // test.num_classes), seed=args.seed)
-    calib_set = train.per_class(max(1, args.calib // train.num_classes), seed=args.seed + 1)
-    calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(args.device)
-    ann_acc = evaluate_arrays(model, test, mean, std, args.device)
-    steps = [2**k for k in range(args.timesteps.bit_length()) if 2**k <= args.timesteps]
-    resets = ["soft", "hard"] if args.reset == "both" else [args.reset]
-    out = {
-        "ann": str(args.ann),
-        "model": info["model"],
-        "ann_accuracy": ann_acc,
-        "test_images": len(test),
-        "timesteps": steps,
-        "variants": {},
-    }
-    print(f"ANN accuracy {ann_acc:.4f} on {len(test)} test images")
     v_init = {"none": None, "auto": "auto", "half": "half"}.get(args.v_init)
     if v_init is None and args.v_init not in ("none",):
         v_init = float(args.v_init)
-    for reset in resets:
-        snn = convert(
-            model,
-            calib,
-            reset=reset,
-            balance=args.balance,
-            percentile=args.percentile,
-            scale=args.scale,
-            per_channel=args.per_channel,
-            encoding=args.encoding,
-            v_init=v_init,
-            balance_timesteps=args.balance_timesteps,
-            seed=args.seed,
-        )
-        r = evaluate_over_time(snn, normalised(test, mean, std, batch_size=args.batch_size), timesteps=steps)
-        r["first_T_within_1pct"] = first_within(r, ann_acc, 0.01)
-        r["thresholds"] = snn.thresholds()
-        r["balance"] = snn.balance
-        out["variants"][reset] = r
-        print(
-            f"{reset:>5} reset: "
-            + "  ".join(f"T={t}:{a:.3f}" for t, a in zip(steps, r["accuracy"], strict=True))
-        )
-        print(f"       within 1% of the ANN at T={r['first_T_within_1pct']}")
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    from .analysis import plot_accuracy_vs_timesteps
-
-    curves = {f"{r} reset": (steps, v["accuracy"]) for r, v in out["variants"].items()}
-    figs = plot_accuracy_vs_timesteps(
-        curves,
-        path.with_suffix(""),
-        ann_accuracy=ann_acc,
-        title=f"{info['model']}: converted SNN accuracy vs timesteps",
+    res = conversion_experiment(
+        model,
+        model_name=info["model"],
+        mean=mean,
+        std=std,
+        train=train,
+        test=test,
+        out=args.out,
+        resets=["soft", "hard"] if args.reset == "both" else [args.reset],
+        max_timesteps=args.timesteps,
+        calib_images=args.calib,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        balance=args.balance,
+        percentile=args.percentile,
+        scale=args.scale,
+        per_channel=args.per_channel,
+        encoding=args.encoding,
+        v_init=v_init,
+        balance_timesteps=args.balance_timesteps,
     )
-    print(f"wrote {path} and {', '.join(str(f) for f in figs)}")
+    print(f"wrote {', '.join(res['files'])}")
     return 0
 
 
@@ -371,6 +339,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    return run_quickstart(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -387,6 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rounds", type=int, default=5, help="timing rounds of part 3 (0 skips it)")
     d.set_defaults(func=_demo)
+
+    q = sub.add_parser(
+        "quickstart",
+        help="both routes on offline data in ~5 min: conversion soft vs hard reset, RMP-Loss on/off, report",
+    )
+    q.add_argument(
+        "--data", default="auto", help="auto (shared CIFAR-10, else digits), shared, digits, or a path"
+    )
+    q.add_argument("--epochs", type=int, default=3, help="epochs of the ANN and of each direct run")
+    q.add_argument(
+        "--train-images", type=int, default=8000, help="CIFAR-10 training subset (the direct runs use half)"
+    )
+    q.add_argument("--test-images", type=int, default=300, help="class-balanced CIFAR-10 test subset")
+    q.add_argument("--max-timesteps", type=int, default=64, help="largest T of the conversion curve")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default="runs/quickstart")
+    q.set_defaults(func=_quickstart)
 
     from .conversion import BALANCE_METHODS
     from .models import list_models

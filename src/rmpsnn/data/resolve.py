@@ -9,7 +9,7 @@ import numpy as np
 from ._io import DataError
 from .images import ImageArrays
 
-__all__ = ["channel_stats", "load_static"]
+__all__ = ["channel_stats", "load_digits", "load_static", "synthetic_images"]
 
 
 def load_static(spec: str | None, split: str) -> ImageArrays:
@@ -21,6 +21,8 @@ def load_static(spec: str | None, split: str) -> ImageArrays:
 
     if spec in (None, "", "shared"):
         return shared_cifar10(split)
+    if spec == "digits":
+        return load_digits(split)
     p = Path(spec)
     if (p / "cifar-10-batches-py").is_dir() or p.name == "cifar-10-batches-py":
         return load_cifar10(p.parent if p.name == "cifar-10-batches-py" else p, split)
@@ -66,3 +68,26 @@ def synthetic_images(
         images[rows, :, y0 * side : (y0 + 1) * side, x0 * side : (x0 + 1) * side] = patch + 60 + 20 * (c // 4)
     classes = [f"class{c}" for c in range(num_classes)]
     return ImageArrays(np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64), classes)
+
+
+def load_digits(split: str = "train", test_fraction: float = 0.2) -> ImageArrays:
+    """scikit-learn's bundled handwritten digits (1797 grey 8x8 images, 10 classes; a real data
+    set that needs no download), split per class: the last ``test_fraction`` of each class is
+    ``"test"``.  Pixel values 0..16 are scaled to 0..255."""
+    try:
+        from sklearn.datasets import load_digits as _sk_digits
+    except ImportError as e:
+        raise DataError("the digits data set comes with scikit-learn: pip install scikit-learn") from e
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    d = _sk_digits()
+    images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)[:, None]
+    keep = []
+    for c in range(10):
+        idx = np.flatnonzero(d.target == c)
+        cut = round(len(idx) * (1 - test_fraction))
+        keep.append(idx[:cut] if split == "train" else idx[cut:])
+    idx = np.sort(np.concatenate(keep))
+    return ImageArrays(
+        images[idx], d.target[idx].astype(np.int64), [str(c) for c in range(10)], name="digits"
+    )

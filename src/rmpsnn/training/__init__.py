@@ -5,7 +5,6 @@
 from .ann import evaluate_arrays, normalised, train_ann
 from .checkpoint import CheckpointError, load_model, save_model
 from .config import ConfigError, TrainConfig, load_config
-from .snn import evaluate_snn, train_snn
 from .state import load_state, save_state
 from .trainer import Trainer, evaluate_model, train
 
@@ -16,7 +15,6 @@ __all__ = [
     "Trainer",
     "evaluate_arrays",
     "evaluate_model",
-    "evaluate_snn",
     "load_config",
     "load_model",
     "load_state",
@@ -25,5 +23,4 @@ __all__ = [
     "save_state",
     "train",
     "train_ann",
-    "train_snn",
 ]

@@ -133,6 +133,10 @@ def train_ann(
     if activation == "qcfs":
         kwargs["qcfs_levels"] = qcfs_levels
     model = create(model_name, **kwargs).to(device)
+    if len(loader) == 0:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the training set ({len(train)} images); lower it"
+        )
     opt, sched = _sgd_warmup_cosine(model, lr, weight_decay, len(loader), epochs)
     history = []
     t_start = time.perf_counter()

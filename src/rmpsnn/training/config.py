@@ -43,7 +43,7 @@ class ModelSection:
     kwargs: dict = field(default_factory=dict)
 
 
-DATASETS = ("cifar10", "cifar100", "images", "cifar10-dvs", "emulated-dvs", "imagenet", "synthetic")
+DATASETS = ("cifar10", "cifar100", "images", "digits", "cifar10-dvs", "emulated-dvs", "imagenet", "synthetic")
 
 
 @dataclass

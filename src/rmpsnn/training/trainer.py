@@ -99,6 +99,8 @@ def _static_arrays(cfg: TrainConfig, split: str) -> ImageArrays:
     if d.dataset == "synthetic":
         n = (d.train_limit or 512) if split == "train" else (d.test_limit or 128)
         return synthetic_images(n, seed=cfg.run.seed, split=split)
+    if d.dataset == "digits":
+        return load_static("digits", split)
     if d.dataset == "cifar10" and d.root not in ("shared", ""):
         return load_cifar10(d.root, split, download=d.download)
     if d.dataset == "cifar100":
@@ -119,7 +121,7 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         )
     bs //= dist.world_size
     shard = {"rank": dist.rank, "world_size": dist.world_size}
-    if d.dataset in ("cifar10", "cifar100", "images", "synthetic"):
+    if d.dataset in ("cifar10", "cifar100", "images", "digits", "synthetic"):
         from ..data.resolve import channel_stats
 
         train = _static_arrays(cfg, "train")

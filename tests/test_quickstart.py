@@ -1,0 +1,54 @@
+"""`rmpsnn quickstart` end to end on a tiny image folder (the real run uses ../shared/data)."""
+
+import json
+
+import pytest
+
+from rmpsnn.cli import main
+
+from .conftest import write_two_class_folder
+
+
+@pytest.fixture
+def tiny_images(tmp_path):
+    return write_two_class_folder(tmp_path / "imgs", size=16, n_train=16, n_test=6)
+
+
+def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "qs"
+    args = [
+        "quickstart",
+        "--data",
+        str(tiny_images),
+        "--epochs",
+        "1",
+        "--train-images",
+        "32",
+        "--test-images",
+        "12",
+        "--max-timesteps",
+        "8",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for part in ("== 1/3", "== 2/3", "== 3/3", "soft reset (RMP)", "hard reset", "with-rmp-loss", "Report:"):
+        assert part in text, part
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["timesteps"] == [1, 2, 4, 8] and set(summary["conversion"]) == {"soft", "hard"}
+    assert set(summary["direct"]) == {"without-rmp-loss", "with-rmp-loss"}
+    assert (out / "report" / "report.html").stat().st_size > 10_000  # figures embedded
+    md = (out / "report" / "report.md").read_text()
+    assert "## ANN-to-SNN conversion" in md and "## Direct training" in md
+
+
+def test_quickstart_without_data_says_what_to_do(monkeypatch, tmp_path, capsys):
+    import rmpsnn.data
+
+    monkeypatch.setattr(rmpsnn.data, "shared_cifar10_zip", lambda *a, **k: None)
+    monkeypatch.setitem(__import__("sys").modules, "sklearn", None)  # as if not installed
+    assert main(["quickstart", "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10-jpeg.zip" in err and "scikit-learn" in err and "--data" in err
