@@ -113,3 +113,38 @@ def test_safetensors_export_and_cli(tmp_path, capsys):
             == 0
         )
     assert (tmp_path / "m.nir").stat().st_size > 0 and "wrote" in capsys.readouterr().out
+
+
+class _TinyResidualANN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(6)
+        self.conv2 = torch.nn.Conv2d(6, 6, 3, padding=1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(6, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.bn1(self.conv1(x)))
+        b = torch.relu(self.conv2(a) + a)
+        return self.fc(torch.flatten(self.pool(b), 1))
+
+
+@pytest.mark.parametrize("v_init", [None, "half"])
+def test_converted_snn_round_trips_through_nir(tmp_path, v_init):
+    from rmpsnn.conversion import convert
+
+    torch.manual_seed(0)
+    ann = _TinyResidualANN().eval()  # the residual addition becomes summed edges
+    x = torch.randn(8, 3, 12, 12)
+    snn = convert(ann, x, v_init=v_init)
+    ref = snn(x, 8)[-1]
+    with pytest.raises(NIRExportError, match="soft reset"):
+        to_nir(snn, x[:1], timesteps=8)
+    with pytest.warns(UserWarning, match="soft reset"):
+        to_nir(snn, x[:1], tmp_path / "conv.nir", allow_lossy_reset=True, timesteps=8)
+    read = nir.read(str(tmp_path / "conv.nir"))
+    assert sum(isinstance(n, nir.IF) for n in read.nodes.values()) == len(snn.if_nodes)
+    assert sum(isinstance(n, nir.Scale) for n in read.nodes.values()) == len(snn.if_nodes)
+    net = from_nir(read)
+    torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)

@@ -22,6 +22,11 @@ per time step).  With ``dt = 1`` (stored in the graph's metadata):
 
 **Time.**  A static image is fed at every step (direct encoding); the number of steps, the
 integrator's read-out (final potential or mean) and the surrogate gradient are in metadata.
+
+**Converted SNNs** (:class:`rmpsnn.conversion.ConvertedSNN`) are exported from their
+``torch.fx`` graph: each IF layer becomes ``IF`` (threshold θ, per channel if balanced so)
+followed by ``Scale(θ)`` (the layer outputs spikes x θ), additions become summed edges, and
+the accumulated read-out an ``I`` node; the initial potential (e.g. θ/2) is in metadata.
 """
 
 from __future__ import annotations
@@ -172,6 +177,29 @@ class _Builder:
             f"OutputIntegrator, and the spiking ResNet/VGG/cpu_net models)"
         )
 
+    def converted_if(self, m, key: str, inp: list[str]) -> list[str]:
+        """A conversion ``IFNode`` (output = spike · θ): NIR ``IF`` then ``Scale(θ)``."""
+        nir = self.nir
+        size = self.shapes[id(m)][0]
+        th = m.threshold.detach().double()
+        if th.ndim == 1:  # per channel
+            th = th.reshape(-1, *([1] * (len(size) - 1)))
+        v_th = np.broadcast_to(_np(th), size).astype(np.float32).copy()
+        meta = {"rmpsnn": {"reset": m.reset, "dt": DT, "v_init": "none" if m.v_init is None else m.v_init}}
+        if m.reset == "soft":
+            if not self.allow_lossy:
+                raise NIRExportError(
+                    f"{key}: soft reset (u -= threshold on a spike, the RMP neuron of the conversion) has "
+                    f"no NIR equivalent; pass allow_lossy_reset=True to export it with the soft reset in the "
+                    f"node metadata (rmpsnn's from_nir restores it, other consumers will reset to 0)"
+                )
+            self.lossy.append(key)
+        zeros = np.zeros(size, np.float32)
+        self.add(
+            key, nir.IF(r=np.ones(size, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta), inp
+        )
+        return [self.add(f"{key}.scale", nir.Scale(scale=v_th.copy()), [key])]
+
     def _neuron(self, m: SpikingNeuron, key: str):
         nir = self.nir
         size = self.shapes[id(m)][0]
@@ -237,17 +265,95 @@ def _record_shapes(model: nn.Module, sample: torch.Tensor) -> dict:
     return shapes
 
 
+def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool) -> _Builder:
+    """Walk the ``torch.fx`` graph of a converted SNN (:class:`rmpsnn.conversion.ConvertedSNN`)."""
+    import operator
+
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    from ..conversion.nodes import IFNode
+
+    gm = snn.graph_module
+    snn.reset_state()
+    for m in snn.if_nodes:
+        m.chunk = 1
+    with torch.no_grad():
+        ShapeProp(gm).propagate(sample)
+    snn.reset_state()
+    shapes = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            src = node.args[0]
+            shapes[id(gm.get_submodule(node.target))] = (
+                tuple(src.meta["tensor_meta"].shape[1:]),
+                tuple(node.meta["tensor_meta"].shape[1:]),
+            )
+    b = _Builder(shapes, allow_lossy_reset)
+    b.nodes["input"] = b.nir.Input(input_type={"input": np.array(sample.shape[1:])})
+    values: dict[str, list[str]] = {}
+    last: list[str] = []
+    for node in gm.graph.nodes:
+        key = (
+            f"layer{node.target}"
+            if node.op == "call_module" and str(node.target).isdigit()
+            else str(node.target)
+        )
+        if node.op == "placeholder":
+            values[node.name] = ["input"]
+        elif node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            ins = values[node.args[0].name]
+            values[node.name] = b.converted_if(m, key, ins) if isinstance(m, IFNode) else b.emit(m, key, ins)
+        elif node.op == "call_function" and node.target in (operator.add, torch.add):
+            values[node.name] = (
+                values[node.args[0].name] + values[node.args[1].name]
+            )  # NIR sums a node's inputs
+        elif (node.op == "call_function" and node.target is torch.flatten) or (
+            node.op == "call_method" and node.target == "flatten"
+        ):
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            in_shape = tuple(node.args[0].meta["tensor_meta"].shape[1:])
+            flat = b.nir.Flatten(
+                input_type={"input": np.array(in_shape)}, start_dim=int(start) - 1, end_dim=-1
+            )
+            values[node.name] = [b.add(node.name, flat, values[node.args[0].name])]
+        elif node.op == "output":
+            last = values[node.args[0].name]
+        else:
+            raise NIRExportError(
+                f"converted graph node {node.name} ({node.op} {node.target}) cannot be exported"
+            )
+    # the converted SNN accumulates its last layer over time (the read-out): an integrator
+    size = tuple(gm.graph.find_nodes(op="output")[0].args[0].meta["tensor_meta"].shape[1:])
+    meta = {"rmpsnn": {"readout": "final", "dt": DT}}
+    b.nodes["readout"] = b.nir.I(r=np.ones(size, np.float32), metadata=meta)
+    b.edges += [(x, "readout") for x in last]
+    b.nodes["output"] = b.nir.Output(output_type={"output": np.array(size)})
+    b.edges.append(("readout", "output"))
+    return b
+
+
 def to_nir(
     model: nn.Module,
     sample_input: torch.Tensor,
     path: str | Path | None = None,
     *,
     allow_lossy_reset: bool = False,
+    timesteps: int | None = None,
 ):
-    """The NIR graph of ``model`` (an rmpsnn spiking model, or an ``nn.Sequential`` of its
-    layers); ``sample_input`` (one batch as the model takes it) fixes the shapes.  With ``path``
-    the graph is also written (HDF5, ``nir.write``).  Returns the ``nir.NIRGraph``."""
+    """The NIR graph of ``model`` (an rmpsnn spiking model, an ``nn.Sequential`` of its layers, or
+    a converted SNN -- then ``timesteps`` says how many steps the graph is meant to run);
+    ``sample_input`` (one batch as the model takes it) fixes the shapes.  With ``path`` the graph
+    is also written (HDF5, ``nir.write``).  Returns the ``nir.NIRGraph``."""
+    from ..conversion import ConvertedSNN
+
     nir = _nir()
+    if isinstance(model, ConvertedSNN):
+        if timesteps is None:
+            raise ValueError("to_nir of a converted SNN needs timesteps= (how many steps it runs)")
+        b = _emit_converted(model, sample_input, allow_lossy_reset)
+        meta = {"rmpsnn": {"dt": DT, "timesteps": int(timesteps), "input": "static"}}
+        return _finish(nir, b, meta, path)
     was_training = model.training
     model.eval()
     try:
@@ -262,17 +368,14 @@ def to_nir(
         b.edges += [(x, "output") for x in last]
     finally:
         model.train(was_training)
-    timesteps = getattr(model, "timesteps", None)
     if timesteps is None:
-        timesteps = sample_input.shape[0] if not static else 1
-    meta = {
-        "rmpsnn": {
-            "dt": DT,
-            "timesteps": int(timesteps),
-            "input": "static" if static else "events",
-            "exporter": "rmpsnn",
-        }
-    }
+        timesteps = getattr(model, "timesteps", None) or (sample_input.shape[0] if not static else 1)
+    meta = {"rmpsnn": {"dt": DT, "timesteps": int(timesteps), "input": "static" if static else "events"}}
+    return _finish(nir, b, meta, path)
+
+
+def _finish(nir, b: _Builder, meta: dict, path):
+    meta["rmpsnn"]["exporter"] = "rmpsnn"
     graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta)
     if b.lossy:
         warnings.warn(
@@ -280,7 +383,7 @@ def to_nir(
             f"use soft reset, written as v_reset=0 with the soft reset in the node metadata. "
             f"rmpsnn.export.from_nir restores it; other NIR consumers will simulate reset-to-zero neurons "
             f"(a different network).",
-            stacklevel=2,
+            stacklevel=3,
         )
     if path is not None:
         nir.write(str(path), graph)
@@ -372,7 +475,11 @@ def _node_module(name: str, node) -> nn.Module:
             raise NIRExportError(
                 f"NIR node {name}: v_reset != 0 is not supported (rmpsnn resets to 0 or subtracts)"
             )
-        v_th = _uniform(node.v_threshold, "threshold", name)
+        th = np.asarray(node.v_threshold, np.float64)
+        uniform = th.size == 0 or np.allclose(th, th.flat[0])
+        v_th = float(th.flat[0]) if uniform else torch.as_tensor(th, dtype=torch.float32)
+        v_init = meta.get("v_init", "none")
+        v_init = None if v_init in ("none", None) else ("half" if v_init == "half" else float(v_init) * v_th)
         if isinstance(node, nir.LIF):
             if _uniform(node.v_leak, "v_leak", name) != 0.0:
                 raise NIRExportError(f"NIR node {name}: v_leak != 0 is not supported")
@@ -383,17 +490,21 @@ def _node_module(name: str, node) -> nn.Module:
             neuron = LIF(tau=beta, v_th=v_th, reset=reset)
         else:
             gain = float(meta.get("dt", DT)) * _uniform(node.r, "r", name)
-            neuron = IF(v_th=v_th, reset=reset)
+            neuron = IF(v_th=v_th, reset=reset, v_init=v_init)
         return neuron if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), neuron)
     if isinstance(node, nir.I):
         return OutputIntegrator(meta.get("readout", "final"))
+    if isinstance(node, nir.Scale):
+        return _Scale(torch.as_tensor(np.asarray(node.scale), dtype=torch.float32))
     raise NIRExportError(f"NIR node {name}: {type(node).__name__} is not supported by rmpsnn's importer")
 
 
 class _Scale(nn.Module):
-    def __init__(self, gain: float):
+    """Multiply by a constant (a number, or one value per neuron of the per-sample shape)."""
+
+    def __init__(self, gain):
         super().__init__()
-        self.gain = gain
+        self.register_buffer("gain", torch.as_tensor(gain, dtype=torch.float32))
 
     def forward(self, x):
         return x * self.gain
