@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["create", "list_models", "register"]
+__all__ = ["builder", "create", "list_models", "register"]
 
 _MODELS: dict[str, tuple[Callable[..., nn.Module], str]] = {}
 
@@ -28,11 +28,16 @@ def list_models(kind: str | None = None) -> list[str]:
     return sorted(n for n, (_, k) in _MODELS.items() if kind is None or k == kind)
 
 
-def create(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; unknown names raise a ``ValueError`` listing the valid ones."""
+def builder(name: str):
+    """The function registered under ``name`` (e.g. to inspect its arguments)."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    fn, _ = _MODELS[name]
+    return _MODELS[name][0]
+
+
+def create(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; unknown names raise a ``ValueError`` listing the valid ones."""
+    fn = builder(name)
     try:
         return fn(**kwargs)
     except TypeError as e:

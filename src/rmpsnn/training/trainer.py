@@ -43,7 +43,7 @@ from ..data import ArrayLoader, DatasetLoader, ImageArrays, collate_time_major
 from ..data import transforms as T
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
-from ..models.registry import _MODELS
+from ..models.registry import builder
 from ..neurons import MembraneRecorder
 from .ann import _param_groups, warmup_cosine
 from .checkpoint import CheckpointError, save_model
@@ -288,6 +288,7 @@ class Trainer:
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.best_accuracy, self.elapsed = -1.0, 0.0
         self.partial = torch.zeros(5, dtype=torch.float64)  # ce*n, rmp*n, correct, seen, seconds
+        self._saved = (0, 0)  # (epoch, step) of the last checkpoint written
         self._tb = None
 
     # -- set-up helpers
@@ -300,7 +301,7 @@ class Trainer:
             "in_channels": self.data.in_channels,
             **m.kwargs,
         }
-        params = inspect.signature(_MODELS[m.name][0]).parameters
+        params = inspect.signature(builder(m.name)).parameters
         if "image_size" in params:
             kw.setdefault("image_size", self.data.image_size)
         if "width" in kw:
@@ -353,7 +354,7 @@ class Trainer:
             "info": json.dumps({**self._info(), **(extra or {})}),
         }
 
-    def state_dict(self) -> dict:
+    def state_dict(self, partial: torch.Tensor | None = None) -> dict:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -369,14 +370,18 @@ class Trainer:
                 "best_accuracy": self.best_accuracy,
                 "elapsed": self.elapsed,
             },
-            "partial": self.partial,
+            "partial": partial if partial is not None else self.partial,
             "rng": rng,
         }
 
     def save_checkpoint(self) -> None:
-        """Write ``last.safetensors`` (rank 0; the other processes hold the same state)."""
+        """Write ``last.safetensors`` (rank 0; the other processes hold the same state).  Called by
+        every process together: the epoch's partial sums are those of all processes."""
+        partial = self.partial.clone()
+        partial[:4] = self.dist.all_reduce(partial[:4].clone())
         if self.dist.is_main:
-            save_state(self.run_dir / "last.safetensors", self.state_dict(), self._metadata())
+            save_state(self.run_dir / "last.safetensors", self.state_dict(partial), self._metadata())
+        self._saved = (self.epoch, self.step)
 
     def load_checkpoint(self, path: Path) -> None:
         state, _ = load_state(path)
@@ -388,8 +393,9 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
             p = state["progress"]
             self.epoch, self.step, self.global_step = p["epoch"], p["step"], p["global_step"]
+            self._saved = (self.epoch, self.step)
             self.best_accuracy, self.elapsed = p["best_accuracy"], p["elapsed"]
-            # the epoch's sums so far are counted once: by rank 0
+            # the saved sums are those of all processes so far: count them once, on rank 0
             self.partial = state["partial"].double() * (1.0 if self.dist.is_main else 0.0)
             torch.set_rng_state(state["rng"]["torch"])
             random.setstate(state["rng"]["python"])
@@ -555,7 +561,6 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.elapsed = elapsed0 + time.perf_counter() - t_segment
                     self.save_checkpoint()
-                    self._saved = (self.epoch, self.step)
                     last_save = time.monotonic()
             if bar is not None:
                 bar.close()
@@ -565,15 +570,12 @@ class Trainer:
             self.partial.zero_()
             self.elapsed = elapsed0 + time.perf_counter() - t_segment
             self.save_checkpoint()
-            self._saved = (self.epoch, 0)
             last_save = time.monotonic()
             budget = cfg.run.time_budget_min
             if budget is not None and self.elapsed > budget * 60 and self.epoch < cfg.optim.epochs:
                 self.log(f"time budget of {budget:g} min reached after {self.epoch} epochs; stopping")
                 break
         return self._finish(summary)
-
-    _saved = (0, 0)
 
     def _end_epoch(self, epoch: int, lam: float) -> dict:
         cfg = self.cfg
