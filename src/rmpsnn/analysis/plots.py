@@ -163,11 +163,21 @@ def plot_training_curves(
         ("quantization_error", "quantization error |Dis|", 1),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, label, scale) in zip(axes, panels, strict=True):
-        for name, recs in runs.items():
+        for i, (name, recs) in enumerate(runs.items()):
             pts = [(r["epoch"], r[key] * scale) for r in recs if r.get(key) is not None]
+            if key == "rmp" and not any(v for _, v in pts):
+                pts = []  # RMP-Loss was off in this run: no term to show
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1.4, label=name)
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    marker="o",
+                    ms=3,
+                    lw=1.4,
+                    label=name,
+                    color=colors[i % len(colors)],
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label, fontsize=9)
