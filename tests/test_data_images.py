@@ -192,3 +192,17 @@ def test_shared_cifar10_zip_if_present():
     assert len(items) == 10_000 and np.bincount([lab for _, lab in items]).tolist() == [1000] * 10
     imgs = _decode_chunk((str(path), [m for m, _ in items[:20]], None))
     assert imgs.shape == (20, 3, 32, 32) and imgs.dtype == np.uint8 and imgs.std() > 10
+
+
+def test_balanced_subsets():
+    import numpy as np
+
+    from rmpsnn.data import ImageArrays
+
+    labels = np.repeat(np.arange(3), [10, 5, 7])
+    data = ImageArrays(np.zeros((22, 1, 2, 2), np.uint8), labels, ["a", "b", "c"])
+    sub = data.balanced(9, seed=1)
+    assert np.bincount(sub.labels).tolist() == [3, 3, 3]
+    assert np.bincount(data.balanced(1).labels).tolist() == [1, 1, 1]  # at least one per class
+    assert data.balanced(None) is data and data.balanced(0) is data
+    assert np.array_equal(data.balanced(9, seed=1).labels, sub.labels)  # seeded

@@ -200,7 +200,7 @@ def _convert(args: argparse.Namespace) -> int:
     train = load_static(args.data, "train")
     test = load_static(args.data, "test")
     if args.test_images:
-        test = test.per_class(max(1, args.test_images // test.num_classes), seed=args.seed)
+        test = test.balanced(args.test_images, seed=args.seed)
     v_init = {"none": None, "auto": "auto", "half": "half"}.get(args.v_init)
     if v_init is None and args.v_init not in ("none",):
         v_init = float(args.v_init)
@@ -247,19 +247,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .training import load_model
+    from .training import load_model, resolve_checkpoint
     from .training.config import load_config
     from .training.distributed import Dist, _pick_device
     from .training.trainer import build_data, evaluate_model
 
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise FileNotFoundError(f"{args.checkpoint} holds no best.safetensors or last.safetensors")
+    path = resolve_checkpoint(args.checkpoint)
     device = _pick_device(args.device)
     model, info = load_model(path, device=device)
     if "config" not in info:
@@ -299,14 +292,9 @@ def _export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .training import load_model
+    from .training import load_model, resolve_checkpoint
 
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = next(
-            (path / n for n in ("best.safetensors", "last.safetensors") if (path / n).is_file()), path
-        )
-    model, info = load_model(path)
+    model, info = load_model(resolve_checkpoint(args.checkpoint))
     info_clean = {k: v for k, v in info.items() if k not in ("model", "kwargs")}
     if args.format == "safetensors":
         from .export import export_safetensors

@@ -89,7 +89,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
         device=args.device,
         out=str(out / "ann.safetensors"),
     )
-    test_conv = test_set if small else test_set.per_class(args.test_images // 10, seed=args.seed)
+    test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
     conv = conversion_experiment(
         ann,
         model_name="ann_cpu_net",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..losses import quantization_distance
+from ..losses import QuantizationErrorMeter
 from ..neurons import MembraneRecorder, SpikingNeuron
 
 __all__ = ["LayerStats", "collect_layer_stats"]
@@ -92,7 +92,8 @@ def collect_layer_stats(
     if v_th is None:
         th = next(iter(neurons.values())).v_th
         v_th = float(th.flatten()[0]) if torch.is_tensor(th) else float(th)
-    zero = {"below": 0, "above": 0, "spikes": 0.0, "count": 0, "abs": 0.0, "sq": 0.0, "neurons": 0}
+    zero = {"below": 0, "above": 0, "spikes": 0.0, "count": 0, "neurons": 0}
+    meter = QuantizationErrorMeter(v_th)
     acc = {n: {"hist": torch.zeros(bins, dtype=torch.float64), **zero} for n in neurons}
 
     def on_membrane(name: str, u: torch.Tensor) -> None:
@@ -101,9 +102,7 @@ def collect_layer_stats(
         a["hist"] += torch.histc(uf, bins, lo, hi).double().cpu()
         a["below"] += int((uf < lo).sum())
         a["above"] += int((uf > hi).sum())
-        d = quantization_distance(uf, v_th)
-        a["abs"] += float(d.abs().sum())
-        a["sq"] += float((d * d).sum())
+        meter.update({name: uf})
         a["neurons"] = u[0, 0].numel() if u.ndim > 2 else u.shape[-1]
 
     def on_spikes(name: str):
@@ -126,15 +125,16 @@ def collect_layer_stats(
             h.remove()
     edges = torch.linspace(lo, hi, bins + 1).tolist()
     stats = LayerStats(edges=edges, v_th=v_th, images=images, accuracy=correct / max(images, 1))
+    per_layer = meter.compute()["per_layer"] if meter.count else {}
     for n, a in acc.items():
-        total = float(a["hist"].sum()) + a["below"] + a["above"]
+        q = per_layer.get(n, {"mean_abs": 0.0, "mean_sq": 0.0})  # a layer never reached
         stats.layers[n] = {
             "neurons": a["neurons"],
             "firing_rate": a["spikes"] / max(a["count"], 1),
             "hist": a["hist"].tolist(),
             "below": a["below"],
             "above": a["above"],
-            "quantization_error": a["abs"] / max(total, 1),
-            "quantization_mse": a["sq"] / max(total, 1),
+            "quantization_error": q["mean_abs"],
+            "quantization_mse": q["mean_sq"],
         }
     return stats

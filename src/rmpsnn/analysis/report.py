@@ -100,13 +100,13 @@ def _pct(x) -> str:
 
 def _training_run(run: Path, images: int, device: str) -> dict:
     """Metrics, summary and a monitored evaluation of the run's best checkpoint."""
-    from ..training import load_model
+    from ..training import load_model, resolve_checkpoint
     from ..training.config import load_config
     from ..training.distributed import Dist, _pick_device
     from ..training.trainer import _prepare, build_data
 
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    ckpt = run / "best.safetensors" if (run / "best.safetensors").is_file() else run / "last.safetensors"
+    ckpt = resolve_checkpoint(run)
     dev = _pick_device(device)
     model, info = load_model(ckpt, device=dev)
     cfg = load_config(info["config"], ["data.augment=none", f"data.test_limit={images}"])

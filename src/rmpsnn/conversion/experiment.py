@@ -39,7 +39,7 @@ def conversion_experiment(
     from ..analysis import plot_accuracy_vs_timesteps
     from ..training.ann import evaluate_arrays, normalised
 
-    calib_set = train.per_class(max(1, calib_images // train.num_classes), seed=seed + 1)
+    calib_set = train.balanced(calib_images, seed=seed + 1)
     calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(device)
     ann_acc = evaluate_arrays(ann, test, mean, std, device)
     steps = [2**k for k in range(max_timesteps.bit_length()) if 2**k <= max_timesteps]

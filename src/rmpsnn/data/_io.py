@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "DataError",
     "atomic_save_npz",
+    "atomic_write",
     "cache_dir",
     "download_url",
     "extract_archive",
@@ -50,18 +51,35 @@ def file_checksum(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 
     return h.hexdigest()
 
 
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write ``path`` through a temporary file and a rename: a killed process never leaves a
-    half-written cache entry behind."""
+def atomic_write(path: str | os.PathLike, write, *, durable: bool = False) -> Path:
+    """Create ``path`` by calling ``write(tmp)`` on a temporary file beside it and renaming that
+    into place, so a killed process never leaves a half-written file behind.  ``durable``
+    fsyncs the data before the rename (checkpoints: the new file must survive a power loss too)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write a cache entry with :func:`atomic_write` (``np.savez`` into an open file, so no
+    ``.npz`` suffix is appended to the temporary name)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def download_url(

@@ -64,6 +64,11 @@ class ImageArrays:
         idx = np.asarray(indices)
         return ImageArrays(self.images[idx], self.labels[idx], self.classes, self.name, dict(self.meta))
 
+    def balanced(self, total: int | None, seed: int = 0) -> ImageArrays:
+        """A class-balanced subset of about ``total`` images (``total // classes`` per class, at
+        least one); the whole set when ``total`` is ``None`` or 0."""
+        return self.per_class(max(1, total // self.num_classes), seed=seed) if total else self
+
     def per_class(self, n: int, seed: int = 0) -> ImageArrays:
         """A class-balanced subset of (at most) ``n`` images per class, chosen under ``seed``."""
         rng = np.random.default_rng(seed)

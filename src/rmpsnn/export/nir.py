@@ -177,6 +177,19 @@ class _Builder:
             f"OutputIntegrator, and the spiking ResNet/VGG/cpu_net models)"
         )
 
+    def _check_reset(self, reset: str, key: str) -> None:
+        """Soft reset is exported only on request, and then recorded as lossy (see the module doc)."""
+        if reset != "soft":
+            return
+        if not self.allow_lossy:
+            raise NIRExportError(
+                f"{key}: soft reset (u -= threshold on a spike, the RMP neuron) has no NIR equivalent -- "
+                f"NIR's IF/LIF reset to v_reset, and other tools would simulate a different network. "
+                f"Pass allow_lossy_reset=True to export anyway: rmpsnn's from_nir restores the soft "
+                f"reset from the node metadata, other consumers will reset to 0"
+            )
+        self.lossy.append(key)
+
     def converted_if(self, m, key: str, inp: list[str]) -> list[str]:
         """A conversion ``IFNode`` (output = spike · θ): NIR ``IF`` then ``Scale(θ)``."""
         nir = self.nir
@@ -184,16 +197,9 @@ class _Builder:
         th = m.threshold.detach().double()
         if th.ndim == 1:  # per channel
             th = th.reshape(-1, *([1] * (len(size) - 1)))
-        v_th = np.broadcast_to(_np(th), size).astype(np.float32).copy()
+        v_th = _per_neuron(th, size)
         meta = {"rmpsnn": {"reset": m.reset, "dt": DT, "v_init": "none" if m.v_init is None else m.v_init}}
-        if m.reset == "soft":
-            if not self.allow_lossy:
-                raise NIRExportError(
-                    f"{key}: soft reset (u -= threshold on a spike, the RMP neuron of the conversion) has "
-                    f"no NIR equivalent; pass allow_lossy_reset=True to export it with the soft reset in the "
-                    f"node metadata (rmpsnn's from_nir restores it, other consumers will reset to 0)"
-                )
-            self.lossy.append(key)
+        self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
         self.add(
             key, nir.IF(r=np.ones(size, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta), inp
@@ -204,17 +210,9 @@ class _Builder:
         nir = self.nir
         size = self.shapes[id(m)][0]
         th = m.v_th if torch.is_tensor(m.v_th) else torch.tensor(float(m.v_th))
-        v_th = np.broadcast_to(_np(th), size).astype(np.float32).copy()
+        v_th = _per_neuron(th, size)
         meta = {"rmpsnn": {"reset": m.reset, "dt": DT, "surrogate": repr(m.surrogate)}}
-        if m.reset == "soft":
-            if not self.allow_lossy:
-                raise NIRExportError(
-                    f"{key}: soft reset (u -= threshold on a spike, the RMP neuron) has no NIR equivalent -- "
-                    f"NIR's IF/LIF reset to v_reset, and other tools would simulate a different network. "
-                    f"Pass allow_lossy_reset=True to export anyway: rmpsnn's from_nir restores the soft "
-                    f"reset from the node metadata, other consumers will reset to 0"
-                )
-            self.lossy.append(key)
+        self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
         if isinstance(m, LIF):
             beta = float(m.tau)
@@ -231,6 +229,11 @@ class _Builder:
         if isinstance(m, IF):
             return nir.IF(r=np.ones(size, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta)
         raise NIRExportError(f"{key}: neuron type {type(m).__name__} is not supported")
+
+
+def _per_neuron(values, size) -> np.ndarray:
+    """A parameter (scalar or broadcastable) as a float32 array of one sample's shape."""
+    return np.broadcast_to(_np(values), size).astype(np.float32).copy()
 
 
 def _pair(v) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 (:func:`load_config`), and pickle-free checkpoints."""
 
 from .ann import evaluate_arrays, normalised, train_ann
-from .checkpoint import CheckpointError, load_model, save_model
+from .checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
 from .config import ConfigError, TrainConfig, load_config
 from .state import load_state, save_state
 from .trainer import Trainer, evaluate_model, train
@@ -19,6 +19,7 @@ __all__ = [
     "load_model",
     "load_state",
     "normalised",
+    "resolve_checkpoint",
     "save_model",
     "save_state",
     "train",

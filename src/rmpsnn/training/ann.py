@@ -65,12 +65,8 @@ def _param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool
 def _prepare_data(data, train_limit, test_limit, seed, batch_size, device):
     """Train/test arrays (class-balanced subsets when limited), the training set's channel
     statistics, and the augmented training loader (crop + flip + normalise)."""
-    train = load_static(data, "train")
-    test = load_static(data, "test")
-    if train_limit:
-        train = train.per_class(max(1, train_limit // train.num_classes), seed=seed)
-    if test_limit:
-        test = test.per_class(max(1, test_limit // test.num_classes), seed=seed)
+    train = load_static(data, "train").balanced(train_limit, seed=seed)
+    test = load_static(data, "test").balanced(test_limit, seed=seed)
     mean, std = channel_stats(train)
     aug = T.Compose(
         [T.RandomCrop(train.images.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from torch import nn
 
-__all__ = ["CheckpointError", "load_model", "save_model"]
+__all__ = ["CheckpointError", "load_model", "resolve_checkpoint", "save_model"]
 
 
 class CheckpointError(RuntimeError):
@@ -24,19 +23,23 @@ def save_model(
     is written to a temporary name and renamed, so a crash never leaves half a checkpoint."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..data._io import atomic_write
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"model": model_name, "kwargs": json.dumps(model_kwargs), "info": json.dumps(info)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), durable=True)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` itself, or for a run directory of ``rmpsnn train`` its ``best.safetensors``
+    (``last.safetensors`` when no evaluation has finished yet)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.safetensors", "last.safetensors"):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path} holds no best.safetensors or last.safetensors")
 
 
 def load_model(

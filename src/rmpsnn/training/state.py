@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +64,12 @@ def save_state(path: str | os.PathLike, state: dict, metadata: dict[str, str] | 
     """Write ``state`` (nested dicts/lists/tuples of tensors and JSON values) atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..data._io import atomic_write
+
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(state, "", tensors)
     meta = {**(metadata or {}), "tree": json.dumps(skeleton)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it current
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), durable=True)
 
 
 def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict, dict[str, str]]:

@@ -88,6 +88,7 @@ class _Data:
         self.train, self.test = train, test
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
         self.norm = norm  # mean/std of the input normalisation (static images), else None
+        self.normalize = T.Normalize(*norm) if norm is not None else None
         self.info = info
 
 
@@ -108,10 +109,6 @@ def _static_arrays(cfg: TrainConfig, split: str) -> ImageArrays:
     return load_static(d.root, split)
 
 
-def _limit(data: ImageArrays, limit: int | None, seed: int) -> ImageArrays:
-    return data.per_class(max(1, limit // data.num_classes), seed=seed) if limit else data
-
-
 def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
     """Loaders for ``cfg.data`` sharded for this process (``dist``)."""
     d, seed, bs = cfg.data, cfg.run.seed, cfg.optim.batch_size
@@ -127,7 +124,7 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         train = _static_arrays(cfg, "train")
         test = _static_arrays(cfg, "test")
         if d.dataset != "synthetic":
-            train, test = _limit(train, d.train_limit, seed), _limit(test, d.test_limit, seed)
+            train, test = train.balanced(d.train_limit, seed), test.balanced(d.test_limit, seed)
         mean, std = channel_stats(train)
         size = train.images.shape[-1]
         aug = []
@@ -167,8 +164,8 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
             classes = 10
         else:  # DVS-like events emulated from a static image set (offline stand-in for CIFAR10-DVS)
             base_train, base_test = _static_arrays(cfg, "train"), _static_arrays(cfg, "test")
-            base_train = _limit(base_train, d.train_limit, seed)
-            base_test = _limit(base_test, d.test_limit, seed)
+            base_train = base_train.balanced(d.train_limit, seed)
+            base_test = base_test.balanced(d.test_limit, seed)
             train = EmulatedEvents(base_train, T=steps, size=d.event_size, augment=True, seed=seed)
             test = EmulatedEvents(base_test, T=steps, size=d.event_size, seed=seed)
             classes = base_train.num_classes
@@ -203,8 +200,8 @@ def _prepare(x: torch.Tensor, data: _Data, device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     if x.dtype == torch.uint8:
         x = T.to_float(x)
-        if data.norm is not None:
-            x = T.Normalize(*data.norm)(x)
+        if data.normalize is not None:
+            x = data.normalize(x)
     return x
 
 
