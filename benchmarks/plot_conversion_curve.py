@@ -10,7 +10,15 @@ import sys
 
 from rmpsnn.analysis import plot_accuracy_vs_timesteps
 
-NAMES = {"soft": "soft reset (RMP)", "hard": "hard reset", "qcfs": "QCFS"}
+NAMES = {
+    "soft": "soft reset (RMP-SNN: spike-max)",
+    "hard": "hard reset (spike-max)",
+    "default": "soft reset, calibrated (default)",
+    "default-hard": "hard reset, calibrated",
+    "default-per-channel": "soft reset, calibrated, per-channel θ",
+    "qcfs": "QCFS",
+    "qcfs-calibrated": "QCFS, calibrated",
+}
 
 
 def main(argv=None):

@@ -148,3 +148,22 @@ def test_converted_snn_round_trips_through_nir(tmp_path, v_init):
     assert sum(isinstance(n, nir.Scale) for n in read.nodes.values()) == len(snn.if_nodes)
     net = from_nir(read)
     torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_calibrated_conversion_exports_and_an_unfoldable_bias_is_refused(tmp_path):
+    """Bias calibration folds into the convs (the default conversion exports and round-trips,
+    see above); an IF layer that had to keep its own bias is refused with a clear message."""
+    from rmpsnn.conversion import convert
+
+    torch.manual_seed(0)
+    ann = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AvgPool2d(2), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(36, 2),
+    )  # fmt: skip
+    x = torch.randn(16, 3, 8, 8)
+    snn = convert(ann, x, calibration_timesteps=8)
+    assert snn.if_nodes[1].bias is not None
+    with pytest.raises(NIRExportError, match=r"calibration bias of its own.*calibrate='none'"):
+        to_nir(snn, x[:1], tmp_path / "x.nir", allow_lossy_reset=True, timesteps=4)
+    plain = convert(ann, x, calibrate="none")
+    to_nir(plain, x[:1], tmp_path / "y.nir", allow_lossy_reset=True, timesteps=4)

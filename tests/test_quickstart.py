@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rmpsnn.cli import main
+from rmpsnn.quickstart import CONVERSION_VARIANTS
 
 from .conftest import write_two_class_folder
 
@@ -37,11 +38,16 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
     for part in ("== 1/3", "== 2/3", "== 3/3", "soft reset (RMP)", "hard reset", "with-rmp-loss", "Report:"):
         assert part in text, part
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["timesteps"] == [1, 2, 4, 8] and set(summary["conversion"]) == {"soft", "hard"}
+    assert summary["timesteps"] == [1, 2, 4, 8] and set(summary["conversion"]) == set(CONVERSION_VARIANTS)
     assert set(summary["direct"]) == {"without-rmp-loss", "with-rmp-loss"}
     assert (out / "report" / "report.html").stat().st_size > 10_000  # figures embedded
     md = (out / "report" / "report.md").read_text()
     assert "## ANN-to-SNN conversion" in md and "## Direct training" in md
+    # the "within 1 %" row names a T or says "> T" for every variant: no empty cell, no None
+    row = next(line for line in md.splitlines() if line.startswith("| within 1 % of the ANN at T"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert len(cells) == len(CONVERSION_VARIANTS) and all(cells) and "None" not in md
+    assert "within 1 % at" in text and "None" not in text
 
 
 def test_quickstart_without_data_says_what_to_do(monkeypatch, tmp_path, capsys):

@@ -64,8 +64,9 @@ def test_train_ann_then_convert_from_the_cli(tiny_folder, tmp_path, monkeypatch,
     )
     assert rc == 0
     res = json.loads(out.read_text())
-    assert res["timesteps"] == [1, 2, 4, 8, 16, 32, 64] and set(res["variants"]) == {"soft", "hard"}
-    soft = res["variants"]["soft"]
+    assert res["timesteps"] == [1, 2, 4, 8, 16, 32, 64]
+    assert set(res["variants"]) == {"soft reset", "hard reset"}
+    soft = res["variants"]["soft reset"]
     assert len(soft["accuracy"]) == 7 and set(soft["thresholds"]) == {"if_0", "if_1", "if_2"}
     assert soft["accuracy"][-1] >= res["ann_accuracy"] - 0.15  # a 2-class toy: close to the ANN at T=64
     printed = capsys.readouterr().out

@@ -186,6 +186,10 @@ def _train_ann(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .conversion.experiment import conversion_experiment
     from .data.resolve import load_static
@@ -213,6 +217,9 @@ def _convert(args: argparse.Namespace) -> int:
         test=test,
         out=args.out,
         resets=["soft", "hard"] if args.reset == "both" else [args.reset],
+        calibrate=args.calibrate,
+        calibration_timesteps=args.calibration_timesteps,
+        progress=None if sys.stderr.isatty() else _stderr_line,  # a bar on a terminal, else lines
         max_timesteps=args.timesteps,
         calib_images=args.calib,
         batch_size=args.batch_size,
@@ -368,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="runs/quickstart")
     q.set_defaults(func=_quickstart)
 
-    from .conversion import BALANCE_METHODS
+    from .conversion import BALANCE_METHODS, CALIBRATION_METHODS
     from .models import list_models
 
     t = sub.add_parser("train-ann", help="train a conversion-friendly ANN (ReLU or QCFS) and save it")
@@ -395,25 +402,59 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/ann.safetensors")
     t.set_defaults(func=_train_ann)
 
-    c = sub.add_parser("convert", help="convert an ANN checkpoint to an SNN and report accuracy vs timesteps")
+    c = sub.add_parser(
+        "convert",
+        help="convert an ANN checkpoint to an SNN and report accuracy vs timesteps",
+        description="Convert an ANN trained with `rmpsnn train-ann` into an SNN of IF neurons, balance its "
+        "thresholds (and calibrate it) on training images, and simulate the test images over "
+        "T = 1, 2, 4, ..., --timesteps, writing JSON and a figure of accuracy vs T. The defaults give the "
+        "best accuracy at few steps (mse thresholds, θ/2 start, bias calibration); RMP-SNN as published "
+        "is --balance spike-max --calibrate none.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     c.add_argument("--ann", required=True, help="checkpoint written by `rmpsnn train-ann`")
     c.add_argument("--model", help="model name (default: the one stored in the checkpoint)")
-    c.add_argument("--data", default="shared")
-    c.add_argument("--reset", choices=["soft", "hard", "both"], default="both")
-    c.add_argument("--balance", choices=BALANCE_METHODS, default="auto")
-    c.add_argument("--percentile", type=float, default=99.99)
-    c.add_argument("--scale", type=float, default=1.0)
-    c.add_argument("--per-channel", action="store_true")
-    c.add_argument("--encoding", choices=["direct", "poisson"], default="direct")
-    c.add_argument("--v-init", default="auto", help="auto, half, none or a fraction of the threshold")
-    c.add_argument("--balance-timesteps", type=int, default=64)
-    c.add_argument("--timesteps", type=int, default=1024, help="largest T; accuracy at 1, 2, 4, ..., T")
-    c.add_argument("--calib", type=int, default=256, help="training images for threshold balancing")
-    c.add_argument("--test-images", type=int, help="class-balanced test subset (default: all)")
-    c.add_argument("--batch-size", type=int, default=100)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="cpu")
-    c.add_argument("--out", default="runs/conversion.json")
+    c.add_argument(
+        "--data", default="shared", help="shared (../shared/data CIFAR-10), a CIFAR root or an image folder"
+    )
+    c.add_argument(
+        "--reset", choices=["soft", "hard", "both"], default="both", help="soft = RMP neuron; both = compare"
+    )
+    c.add_argument(
+        "--balance",
+        choices=BALANCE_METHODS,
+        default="auto",
+        help="threshold balancing; auto = mse for ReLU ANNs, qcfs for QCFS ANNs",
+    )
+    c.add_argument(
+        "--calibrate",
+        choices=["auto", *CALIBRATION_METHODS],
+        default="auto",
+        help="post-conversion calibration; auto = bias (layer-wise bias correction)",
+    )
+    c.add_argument(
+        "--calibration-timesteps", type=int, default=16, help="T that mse thresholds and calibration target"
+    )
+    c.add_argument("--percentile", type=float, default=99.99, help="for --balance percentile")
+    c.add_argument("--scale", type=float, default=1.0, help="multiply every threshold by this factor")
+    c.add_argument("--per-channel", action="store_true", help="one threshold per channel")
+    c.add_argument("--encoding", choices=["direct", "poisson"], default="direct", help="input encoding")
+    c.add_argument(
+        "--v-init",
+        default="auto",
+        help="initial potential: auto (half when calibrating or for QCFS, else none), half, none, or a "
+        "fraction of θ",
+    )
+    c.add_argument(
+        "--balance-timesteps", type=int, default=64, help="steps simulated for --balance spike-max"
+    )
+    c.add_argument("--timesteps", type=int, default=128, help="largest T; accuracy at 1, 2, 4, ..., T")
+    c.add_argument("--calib", type=int, default=128, help="training images for balancing and calibration")
+    c.add_argument("--test-images", type=int, help="class-balanced test subset (default: the whole test set)")
+    c.add_argument("--batch-size", type=int, default=100, help="test images simulated at once")
+    c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and Poisson input")
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    c.add_argument("--out", default="runs/conversion.json", help="result JSON (a .png/.svg figure beside it)")
     c.set_defaults(func=_convert)
 
     r = sub.add_parser(

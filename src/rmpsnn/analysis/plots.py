@@ -49,7 +49,8 @@ def plot_accuracy_vs_timesteps(
         for name, a in ann_accuracy.items():
             by_value.setdefault(round(float(a), 6), []).append(name)
         for a, names in by_value.items():
-            label = f"ANN of {', '.join(names)}: {100 * a:.1f} %"
+            who = ", ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
+            label = f"ANN of {who}: {100 * a:.1f} %"
             ax.axhline(100 * a, color=color_of.get(names[0], "black"), ls="--", lw=1, alpha=0.8, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("timesteps T")

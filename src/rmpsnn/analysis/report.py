@@ -271,6 +271,11 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
         doc.table(["layer", "ANN MACs", "SNN MACs", "SNN SOPs", "input event rate", "ANN µJ", "SNN µJ"], rows)
 
 
+def _variant_label(name: str) -> str:
+    """Variant keys of older result files are bare reset modes ("soft", "hard")."""
+    return f"{name} reset" if name in ("soft", "hard") else name
+
+
 def _conversion_sections(doc: _Doc, results: dict, figs: Path) -> None:
     doc.h(2, "ANN-to-SNN conversion")
     curves, ann = {}, {}
@@ -281,16 +286,19 @@ def _conversion_sections(doc: _Doc, results: dict, figs: Path) -> None:
             f"Model `{res.get('model', '?')}`; ANN accuracy **{_pct(res['ann_accuracy'])}** on "
             f"{res.get('test_images', '?')} test images."
         )
-        header = ["T", *[f"{v} reset" for v in res["variants"]]]
+        header = ["T", *[_variant_label(v) for v in res["variants"]]]
         rows = []
         for i, t in enumerate(steps):
             rows.append([t, *[_pct(v["accuracy"][i]) for v in res["variants"].values()]])
         rows.append(
-            ["within 1 % of the ANN at T", *[v.get("first_T_within_1pct") for v in res["variants"].values()]]
+            [
+                "within 1 % of the ANN at T",
+                *[v.get("first_T_within_1pct") or f"> {steps[-1]}" for v in res["variants"].values()],
+            ]
         )
         doc.table(header, rows)
         for v, r in res["variants"].items():
-            name = f"{label}: {v} reset" if len(results) > 1 else f"{v} reset"
+            name = f"{label}: {_variant_label(v)}" if len(results) > 1 else _variant_label(v)
             curves[name] = (steps, r["accuracy"])
             ann[name] = res["ann_accuracy"]
     single = len({round(a, 6) for a in ann.values()}) == 1

@@ -1,23 +1,30 @@
 """ANN -> SNN conversion with RMP (soft-reset) IF neurons: BN folding, threshold balancing,
-residual networks, direct or Poisson input, and accuracy over time from one simulation.
+post-conversion calibration, residual networks, direct or Poisson input, and accuracy over time
+from one simulation.
 
     from rmpsnn.conversion import convert, evaluate_over_time
-    snn = convert(ann, calibration_images, reset="soft", balance="spike-max")
+    snn = convert(ann, calibration_images)                      # best at few steps (calibrated)
+    rmp = convert(ann, calibration_images, balance="spike-max", calibrate="none")   # RMP-SNN
     result = evaluate_over_time(snn, (test_images, test_labels), timesteps=[1, 2, 4, ..., 1024])
 """
 
+from .calibrate import CALIBRATION_METHODS, calibrate
 from .convert import BALANCE_METHODS, ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
 from .graph import ConversionError, build_snn_graph
+from .layerwise import run_layerwise
 from .nodes import IFNode
 
 __all__ = [
     "BALANCE_METHODS",
+    "CALIBRATION_METHODS",
     "ConversionError",
     "ConvertedSNN",
     "IFNode",
     "build_snn_graph",
+    "calibrate",
     "convert",
     "evaluate_ann",
     "evaluate_over_time",
     "first_within",
+    "run_layerwise",
 ]

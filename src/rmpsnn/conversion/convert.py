@@ -12,31 +12,57 @@ Threshold balancing (``balance=``), thresholds in activation units (see :mod:`.n
 * ``"act-max"`` -- Diehl et al. (IJCNN 2015): the largest ANN activation at that layer;
 * ``"percentile"`` -- Rueckauer et al. (Front. Neurosci. 2017): the ``percentile``-th percentile
   (99.9 or 99.99) of the layer's positive ANN activations, robust to outliers;
+* ``"mse"`` -- the threshold that minimises the mean squared error between the ANN activations
+  ``a`` and their ``T``-step spiking approximation ``θ/T · clip(round(a T / θ), 0, T)`` (``T`` =
+  ``calibration_timesteps``): clipping the rare large activations buys resolution for the many
+  small ones, which is what matters at few time steps (the threshold choice of Li et al.,
+  ICML 2021);
 * ``"qcfs"`` -- the trained threshold λ of each QCFS activation (Bu et al., ICLR 2022);
-  ``"auto"`` picks it for QCFS networks and ``"spike-max"`` otherwise.
+  ``"auto"`` picks it for QCFS networks and ``"mse"`` otherwise.
+
+Then ``calibrate="bias"`` corrects each layer's bias so its mean output rate·θ matches the ANN
+activation it replaces, layer by layer (Li et al., ICML 2021; see :mod:`.calibrate`).
 
 ``scale`` multiplies every threshold (factors below 1 trade accuracy for latency, as in
 RMP-SNN); ``per_channel=True`` balances each channel separately.  ``v_init="half"`` starts every
-membrane at θ/2 (the default for QCFS networks), which centres the quantisation error.
+membrane at θ/2 (the default for QCFS networks and calibrated conversions), which centres the
+quantisation error.
+
+The defaults -- ``convert(ann, calibration_data)`` -- give the best accuracy at few time steps
+rmpsnn offers for a ReLU network (mse thresholds, θ/2 start, bias correction; QCFS thresholds
+for QCFS networks).  RMP-SNN exactly as published is
+``convert(ann, data, balance="spike-max", calibrate="none")`` (soft reset, membranes from 0).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import fx, nn
+from tqdm import tqdm
 
 from ..models.qcfs import QCFS
+from .calibrate import CALIBRATION_METHODS
+from .calibrate import calibrate as bias_calibrate
 from .graph import ConversionError, build_snn_graph
-from .nodes import IFNode, _StopForward
+from .layerwise import run_if, run_layerwise
+from .nodes import IFNode
 
-__all__ = ["BALANCE_METHODS", "ConvertedSNN", "convert", "evaluate_ann", "evaluate_over_time"]
+__all__ = [
+    "BALANCE_METHODS",
+    "CALIBRATION_METHODS",
+    "ConvertedSNN",
+    "convert",
+    "evaluate_ann",
+    "evaluate_over_time",
+]
 
-BALANCE_METHODS = ("auto", "spike-max", "act-max", "percentile", "qcfs", "none")
+BALANCE_METHODS = ("auto", "mse", "spike-max", "act-max", "percentile", "qcfs", "none")
 ENCODINGS = ("direct", "poisson")
 
 
@@ -67,6 +93,7 @@ class ConvertedSNN(nn.Module):
         self.input_max = float(input_max)
         self.seed = seed
         self.chunk = chunk
+        self.calibration: dict | None = None  # set by convert(calibrate="bias"): per-layer errors
 
     @property
     def if_nodes(self) -> list[IFNode]:
@@ -134,7 +161,15 @@ def _set_mode(nodes: Sequence[IFNode], mode: str) -> None:
         m.mode = mode
 
 
-def _act_stats(snn: ConvertedSNN, data, method: str, percentile: float, per_channel: bool, seed: int):
+def _act_stats(
+    snn: ConvertedSNN,
+    data,
+    method: str,
+    percentile: float,
+    per_channel: bool,
+    seed: int,
+    mse_timesteps: int = 32,
+):
     nodes = snn.if_nodes
     gen = torch.Generator().manual_seed(seed)
     for m in nodes:
@@ -152,6 +187,8 @@ def _act_stats(snn: ConvertedSNN, data, method: str, percentile: float, per_chan
     for m in nodes:
         if method == "act-max":
             th = m.stat_max
+        elif method == "mse":
+            th = _mse_threshold(m.stat_samples, per_channel, mse_timesteps)
         else:
             if per_channel:
                 s = torch.cat(m.stat_samples, dim=1).numpy()
@@ -163,6 +200,31 @@ def _act_stats(snn: ConvertedSNN, data, method: str, percentile: float, per_chan
         m.stat_collect, m.stat_samples = None, []
         out.append(th)
     return out
+
+
+def _quantisation_mse(a: np.ndarray, thetas: np.ndarray, T: int) -> np.ndarray:
+    """E[(a - θ/T clip(round(a T/θ), 0, T))^2] for every candidate θ (a: positive samples)."""
+    q = np.clip(np.floor(a[None, :] * (T / thetas[:, None]) + 0.5), 0, T) * (thetas[:, None] / T)
+    return ((a[None, :] - q) ** 2).mean(axis=1)
+
+
+def _mse_one(a: np.ndarray, T: int, candidates: int = 100) -> float:
+    a = a[np.isfinite(a) & (a > 0)].astype(np.float64)
+    if a.size == 0:
+        return 0.0
+    if a.size > 50_000:  # the error curve is smooth: a subsample finds the same minimum
+        a = a[np.random.default_rng(0).choice(a.size, 50_000, replace=False)]
+    thetas = a.max() * np.linspace(1.0 / candidates, 1.0, candidates)
+    return float(thetas[np.argmin(_quantisation_mse(a, thetas, T))])
+
+
+def _mse_threshold(samples: list[torch.Tensor], per_channel: bool, T: int) -> torch.Tensor:
+    if not samples:
+        return torch.tensor(0.0)
+    if per_channel:
+        s = torch.cat(samples, dim=1).double().numpy()  # [C, N]
+        return torch.tensor([_mse_one(row, T) for row in s], dtype=torch.float32)
+    return torch.tensor(_mse_one(torch.cat(samples).double().numpy(), T))
 
 
 def _positive(th: torch.Tensor, name: str) -> torch.Tensor:
@@ -183,15 +245,19 @@ def convert(
     *,
     reset: str = "soft",
     balance: str = "auto",
+    calibrate: str = "auto",
     percentile: float = 99.99,
     scale: float = 1.0,
     per_channel: bool = False,
     encoding: str = "direct",
     v_init: str | float | None = "auto",
     balance_timesteps: int = 64,
+    calibration_timesteps: int = 16,
+    calibration_iterations: int = 3,
     maxpool: str = "avg",
     seed: int = 0,
     chunk: int | None = None,
+    progress: bool | Callable[[str], None] | None = None,
 ) -> ConvertedSNN:
     """Convert a trained ReLU (or QCFS) network into an SNN of IF neurons.
 
@@ -199,41 +265,67 @@ def convert(
         ann: the trained network (Conv/Linear/BN/ReLU/AvgPool/Flatten/Dropout/residual additions;
             ReLU as module, ``F.relu`` or ``torch.relu``).  It is not modified.
         calibration_data: a tensor of inputs ``[N, ...]`` or an iterable of batches / (x, y) pairs
-            (a few hundred training images); not needed for ``balance="qcfs"``/``"none"``.
+            (a hundred or so training images); not needed for ``balance="qcfs"``/``"none"``
+            without calibration.
         reset: ``"soft"`` (RMP neuron: subtract θ, keep the residual) or ``"hard"`` (to 0).
         balance: see the module docstring; ``percentile`` for ``"percentile"``.
+        calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, or
+            ``"auto"``: ``"bias"`` when calibration data is given.
         scale: multiply every threshold by this factor.
         per_channel: one threshold per channel instead of per layer.
         encoding: ``"direct"`` (the analog input every step) or ``"poisson"`` (rate-coded input
             spikes, signed, scaled by the calibration inputs' max |x|; seeded by ``seed``).
         v_init: initial membrane potential: ``None`` (0), ``"half"`` (θ/2), a fraction of θ, or
-            ``"auto"`` (``"half"`` for QCFS networks, else 0).
-        balance_timesteps: steps simulated per layer for ``"spike-max"``.
+            ``"auto"`` (``"half"`` for QCFS networks and calibrated conversions, else 0).
+        balance_timesteps: steps simulated for ``"spike-max"`` (all layers in one simulation).
+        calibration_timesteps: the horizon ``T`` that ``"mse"`` thresholds and the bias
+            correction are tuned for (accuracy is best around it and holds for longer ``T``).
+        calibration_iterations: bias-correction updates per layer.
         maxpool: ``"avg"`` (replace max pooling by average pooling, with a warning) or ``"error"``.
         chunk: time steps folded into one batch (default: ~512 samples per convolution call).
+        progress: ``None`` (a progress bar on a terminal, silent otherwise), ``True``/``False``,
+            or a callable that receives one line per balanced or calibrated layer.
     """
     if balance not in BALANCE_METHODS:
         raise ValueError(f"unknown balance {balance!r}; valid values: {', '.join(BALANCE_METHODS)}")
+    if calibrate not in (*CALIBRATION_METHODS, "auto"):
+        raise ValueError(
+            f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATION_METHODS)}"
+        )
     if reset not in ("soft", "hard"):
         raise ValueError(f"unknown reset {reset!r}; valid values: soft, hard")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
+    for name, value in (
+        ("balance_timesteps", balance_timesteps),
+        ("calibration_timesteps", calibration_timesteps),
+        ("calibration_iterations", calibration_iterations),
+    ):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
     if balance == "auto":
-        balance = "qcfs" if is_qcfs else "spike-max"
+        balance = "qcfs" if is_qcfs else "mse"
     if balance == "qcfs" and not is_qcfs:
         raise ValueError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
+    if calibrate == "auto":
+        calibrate = "bias" if calibration_data is not None else "none"
     if v_init == "auto":
-        v_init = "half" if is_qcfs else None
+        v_init = "half" if (is_qcfs or calibrate != "none") else None
     graph, if_names = build_snn_graph(ann, reset=reset, maxpool=maxpool)
+    device = next((p.device for p in ann.parameters()), torch.device("cpu"))
+    batches = None
     input_max = 1.0
     if calibration_data is not None:
-        input_max = max(float(x.abs().max()) for x in _batches(calibration_data))
-    elif balance in ("spike-max", "act-max", "percentile"):
-        raise ValueError(
-            f"balance={balance!r} needs calibration_data (a batch or an iterable of training inputs)"
-        )
-    device = next((p.device for p in ann.parameters()), torch.device("cpu"))
+        batches = [x.to(device) for x in _batches(calibration_data)]
+        if not batches or sum(x.shape[0] for x in batches) == 0:
+            raise ValueError("calibration_data is empty; give a few hundred training inputs")
+        if not all(torch.isfinite(x).all() for x in batches):
+            raise ValueError("calibration_data contains NaN or inf values")
+        input_max = max(float(x.abs().max()) for x in batches)
+    elif balance in ("spike-max", "act-max", "percentile", "mse") or calibrate != "none":
+        what = f"balance={balance!r}" if calibrate == "none" else f"calibrate={calibrate!r}"
+        raise ValueError(f"{what} needs calibration_data (a batch or an iterable of training inputs)")
     snn = ConvertedSNN(graph, if_names, encoding=encoding, input_max=input_max, seed=seed, chunk=chunk).to(
         device
     )
@@ -251,13 +343,22 @@ def convert(
                     f"use balance='act-max' or train every activation as QCFS"
                 )
             m.threshold = lam.detach().abs().reshape(()) * scale
-    elif balance in ("act-max", "percentile"):
-        for m, th in zip(
-            nodes, _act_stats(snn, calibration_data, balance, percentile, per_channel, seed), strict=True
-        ):
+    elif balance in ("act-max", "percentile", "mse"):
+        stats = _act_stats(snn, batches, balance, percentile, per_channel, seed, calibration_timesteps)
+        for m, th in zip(nodes, stats, strict=True):
             m.threshold = _positive(th, m.layer_name).to(device) * scale
     elif balance == "spike-max":
-        _spike_max(snn, calibration_data, balance_timesteps, per_channel, scale)
+        with _Progress(progress, len(nodes), "spike-max balancing") as report:
+            _spike_max(snn, batches, balance_timesteps, scale, report)
+    if calibrate == "bias":
+        with _Progress(progress, len(nodes), "bias calibration") as report:
+            snn.calibration = bias_calibrate(
+                snn,
+                batches,
+                timesteps=calibration_timesteps,
+                iterations=calibration_iterations,
+                progress=report,
+            )
     for m in nodes:
         m.mode = "spike"
         m.reset_stats()
@@ -265,31 +366,47 @@ def convert(
     return snn
 
 
-def _spike_max(snn: ConvertedSNN, data, T: int, per_channel: bool, scale: float) -> None:
-    nodes = snn.if_nodes
-    dev = next(snn.parameters()).device
-    batches = [x.to(dev) for x in _batches(data)]
-    with torch.no_grad():
-        for k, node in enumerate(nodes):
-            node.mode, node.stat_max = "record_max", None
-            node.per_channel = per_channel
-            for x in batches:
-                snn.reset_state()
-                B = x.shape[0]
-                chunk = snn._chunk_for(B, T)
-                gen = torch.Generator().manual_seed(snn.seed)
-                done = 0
-                while done < T:
-                    c = min(chunk, T - done)
-                    for m in nodes[: k + 1]:
-                        m.chunk = c
-                    try:
-                        snn.graph_module(snn._encode(x, c, gen))
-                    except _StopForward:
-                        pass
-                    done += c
-            node.threshold = _positive(node.stat_max, node.layer_name) * scale
-            node.mode = "spike"
+class _Progress:
+    """Progress of a loop: a tqdm bar (by default only on a terminal), or lines to a callable."""
+
+    def __init__(self, progress, total: int | None, desc: str, unit: str = "layer"):
+        self.callable = progress if callable(progress) else None
+        self.desc = desc
+        self.bar = None
+        if self.callable is None:
+            disable = None if progress is None else not progress  # None: only on a terminal
+            self.bar = tqdm(
+                total=total, desc=desc, unit=unit, leave=False, disable=disable, dynamic_ncols=True
+            )
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __call__(self, line: str | None, advance: int = 1) -> None:
+        if self.callable is not None and line is not None:
+            self.callable(f"{self.desc}: {line}")
+        elif self.bar is not None:
+            self.bar.update(advance)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _spike_max(snn: ConvertedSNN, batches: list[torch.Tensor], T: int, scale: float, progress) -> None:
+    """Spike-max balancing (Sengupta et al. 2019; RMP-SNN): each layer's threshold is the largest
+    input current it receives in a ``T``-step simulation in which every layer before it already
+    spikes with its balanced threshold.  Layer-major, so all layers cost one simulation."""
+
+    def step(k: int, node: IFNode, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        m = None
+        for x in inputs:
+            cm = node._channel_max(x)
+            m = cm if m is None else torch.maximum(m, cm)
+        node.threshold = _positive(m, node.layer_name) * scale
+        return run_if(node, inputs, T)  # a stream: the runner keeps its spikes compactly
+
+    run_layerwise(snn, batches, T, step, progress=progress)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -306,10 +423,16 @@ def evaluate_over_time(
     timesteps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128),
     *,
     device: str | torch.device | None = None,
+    progress: bool | Callable[[str], None] | None = None,
+    total_images: int | None = None,
+    warn_after_s: float | None = 120.0,
 ) -> dict:
     """Accuracy at every horizon in ``timesteps`` from ONE simulation of ``max(timesteps)`` steps.
 
-    ``data``: ``(inputs, labels)`` tensors or an iterable of such batches.  Returns
+    ``data``: ``(inputs, labels)`` tensors or an iterable of such batches.  ``progress``: as in
+    :func:`convert` (lines go out about every tenth of the data); ``total_images`` tells it (and
+    the time estimate) how many images an iterable holds.  After the first batch, a warning with
+    the estimated duration is issued when it exceeds ``warn_after_s`` seconds.  Returns
     ``{"timesteps", "accuracy", "firing_rates" (per layer, spikes/neuron/step over the whole run),
     "images", "seconds", "image_timesteps_per_s"}``.
     """
@@ -317,18 +440,39 @@ def evaluate_over_time(
     if not steps or steps[0] < 1:
         raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
     T = steps[-1]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        total_images = len(data[0])
     idx = torch.tensor([t - 1 for t in steps])
     correct = torch.zeros(len(steps))
     n = 0
     snn.reset_stats()
     dev = torch.device(device) if device is not None else next(snn.parameters()).device
     t0 = time.perf_counter()
-    for x, y in _labelled(data):
-        x, y = x.to(dev), y.to(dev)
-        out = snn(x, T)  # [T, B, K] accumulated
-        pred = out[idx.to(dev)].argmax(-1)  # [len(steps), B]
-        correct += (pred == y.unsqueeze(0)).float().sum(1).cpu()
-        n += len(y)
+    next_line = 0.0
+    with _Progress(progress, total_images, f"simulating T={T}", unit="img") as report:
+        for x, y in _labelled(data):
+            x, y = x.to(dev), y.to(dev)
+            out = snn(x, T)  # [T, B, K] accumulated
+            pred = out[idx.to(dev)].argmax(-1)  # [len(steps), B]
+            correct += (pred == y.unsqueeze(0)).float().sum(1).cpu()
+            first = n == 0
+            n += len(y)
+            secs = time.perf_counter() - t0
+            left = secs / n * (total_images - n) if total_images else None
+            if first and left is not None and warn_after_s is not None and secs + left > warn_after_s:
+                warnings.warn(
+                    f"simulating {total_images} images for T={T} steps will take about "
+                    f"{(secs + left) / 60:.1f} min on this machine ({n * T / secs:.0f} image-steps/s); "
+                    f"evaluate fewer images or a smaller largest T to shorten it",
+                    stacklevel=2,
+                )
+            line = None
+            if total_images and n / total_images >= next_line:
+                next_line += 0.1
+                line = f"{n}/{total_images} images, {secs:.0f} s" + (f", ~{left:.0f} s left" if left else "")
+            elif not total_images:
+                line = f"{n} images, {secs:.0f} s"
+            report(line, len(y))
     secs = time.perf_counter() - t0
     return {
         "timesteps": steps,

@@ -1,10 +1,12 @@
-"""One conversion experiment as ``rmpsnn convert`` and the quickstart run it: balance on training
-images, simulate soft and/or hard reset over T = 1, 2, 4, ..., and write JSON plus a figure."""
+"""One conversion experiment as ``rmpsnn convert`` and the quickstart run it: balance (and calibrate)
+on training images, simulate each variant (soft/hard reset, balancing, calibration) over
+T = 1, 2, 4, ..., and write JSON plus a figure."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -26,19 +28,28 @@ def conversion_experiment(
     test: ImageArrays,
     out: str | Path,
     resets: Sequence[str] = ("soft", "hard"),
+    variants: Mapping[str, Mapping] | None = None,
     max_timesteps: int = 1024,
-    calib_images: int = 256,
+    calib_images: int = 128,
     batch_size: int = 100,
     seed: int = 0,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] = print,
+    progress: bool | Callable[[str], None] | None = None,
     **convert_kwargs,
 ) -> dict:
-    """Convert ``ann`` once per reset mode, evaluate each over time on ``test`` and write
-    ``out`` (JSON) and ``out`` with ``.png``/``.svg`` (accuracy vs T).  Returns the JSON dict."""
+    """Convert ``ann`` once per variant, evaluate each over time on ``test`` and write ``out``
+    (JSON) and ``out`` with ``.png``/``.svg`` (accuracy vs T).  Returns the JSON dict.
+
+    ``variants`` maps a label to the :func:`convert` arguments of that variant (``convert_kwargs``
+    apply to all); by default one variant per entry of ``resets``, labelled ``"<reset> reset"``.
+    ``progress`` goes to :func:`convert` and :func:`evaluate_over_time`.
+    """
     from ..analysis import plot_accuracy_vs_timesteps
     from ..training.ann import evaluate_arrays, normalised
 
+    if variants is None:
+        variants = {f"{r} reset": {"reset": r} for r in resets}
     calib_set = train.balanced(calib_images, seed=seed + 1)
     calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(device)
     ann_acc = evaluate_arrays(ann, test, mean, std, device)
@@ -47,26 +58,41 @@ def conversion_experiment(
         "model": model_name,
         "ann_accuracy": ann_acc,
         "test_images": len(test),
+        "calibration_images": len(calib_set),
         "timesteps": steps,
         "variants": {},
     }
     log(f"ANN accuracy {ann_acc:.4f} on {len(test)} test images")
-    for reset in resets:
-        snn = convert(ann, calib, reset=reset, seed=seed, **convert_kwargs)
-        r = evaluate_over_time(snn, normalised(test, mean, std, batch_size=batch_size), timesteps=steps)
+    max_t = steps[-1]
+    for label, kwargs in variants.items():
+        t0 = time.perf_counter()
+        snn = convert(ann, calib, seed=seed, progress=progress, **{**convert_kwargs, **kwargs})
+        t_convert = time.perf_counter() - t0
+        r = evaluate_over_time(
+            snn,
+            normalised(test, mean, std, batch_size=batch_size),
+            timesteps=steps,
+            progress=progress,
+            total_images=len(test),
+        )
         r["first_T_within_1pct"] = first_within(r, ann_acc, 0.01)
         r["thresholds"] = snn.thresholds()
-        r["balance"] = snn.balance
-        result["variants"][reset] = r
+        r["balance"], r["reset"] = snn.balance, snn.reset
+        r["calibrated"] = snn.calibration is not None
+        r["v_init"] = snn.if_nodes[0].v_init
+        r["convert_seconds"] = t_convert
+        result["variants"][label] = r
         log(
-            f"{reset:>5} reset: "
+            f"{label}: "
             + "  ".join(f"T={t}:{a:.3f}" for t, a in zip(steps, r["accuracy"], strict=True))
+            + f"  ({t_convert:.0f} s to convert, {r['seconds']:.0f} s to simulate)"
         )
-        log(f"       within 1% of the ANN at T={r['first_T_within_1pct']}")
+        within = r["first_T_within_1pct"]
+        log(f"    within 1 % of the ANN at T = {within}" if within else f"    not within 1 % by T = {max_t}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
-    curves = {f"{k} reset": (steps, v["accuracy"]) for k, v in result["variants"].items()}
+    curves = {k: (steps, v["accuracy"]) for k, v in result["variants"].items()}
     figs = plot_accuracy_vs_timesteps(
         curves,
         path.with_suffix(""),

@@ -20,16 +20,12 @@ from ..functional import lif_multistep_state
 __all__ = ["IFNode"]
 
 
-class _StopForward(Exception):
-    """Raised by a node in "record_max" mode: nothing after it is needed."""
-
-
 class IFNode(nn.Module):
     """IF neurons of one converted layer.
 
-    Modes: ``"spike"`` (SNN), ``"ann"`` (the original activation; for data-based balancing it
-    records statistics of its input), ``"record_max"`` (spike-max balancing: record the maximum
-    input current, then stop the forward pass).
+    Modes: ``"spike"`` (SNN) and ``"ann"`` (the original activation; for data-based balancing it
+    records statistics of its input).  Spike-max balancing and calibration drive the node through
+    :func:`~rmpsnn.conversion.layerwise.run_layerwise` instead.
     """
 
     def __init__(self, name: str, reset: str = "soft", ann_activation: nn.Module | None = None):
@@ -38,6 +34,9 @@ class IFNode(nn.Module):
         self.reset = reset
         self.ann_activation = ann_activation if ann_activation is not None else nn.ReLU()
         self.register_buffer("threshold", torch.tensor(1.0))
+        # calibration bias added to the input current, per channel; only used when the correction
+        # cannot be folded into a Conv/Linear in front of the node (see calibrate.py)
+        self.register_buffer("bias", None)
         self.v_init: str | float | None = None  # None, "half" (θ/2) or a fraction of θ
         self.mode = "spike"
         self.chunk = 1
@@ -77,10 +76,8 @@ class IFNode(nn.Module):
         if self.mode == "ann":
             self._record_ann(x)
             return self.ann_activation(x)
-        if self.mode == "record_max":
-            m = self._channel_max(x)
-            self.stat_max = m if self.stat_max is None else torch.maximum(self.stat_max, m)
-            raise _StopForward
+        if self.bias is not None:
+            x = x + self.bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
         T = self.chunk
         xt = x.unflatten(0, (T, x.shape[0] // T))
         th = self._theta(x)[0] if self.threshold.ndim == 1 else self.threshold.to(x.dtype)

@@ -193,6 +193,12 @@ class _Builder:
     def converted_if(self, m, key: str, inp: list[str]) -> list[str]:
         """A conversion ``IFNode`` (output = spike · θ): NIR ``IF`` then ``Scale(θ)``."""
         nir = self.nir
+        if m.bias is not None:
+            raise NIRExportError(
+                f"{key}: this IF layer keeps a calibration bias of its own (nothing in front of it could "
+                f"absorb it), which NIR's IF cannot express; convert with calibrate='none', or put a "
+                f"Conv/Linear layer before this activation in the ANN"
+            )
         size = self.shapes[id(m)][0]
         th = m.threshold.detach().double()
         if th.ndim == 1:  # per channel
