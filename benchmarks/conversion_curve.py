@@ -6,9 +6,9 @@ On CIFAR-10 from ../shared/data (the JPEG copy):
   2. convert the ReLU ANN
      - as RMP-SNN: soft reset (RMP neuron) and hard reset, same threshold balancing (--balance,
        spike-max by default), membranes from 0, no calibration ("soft", "hard");
-     - with rmpsnn's defaults, ``convert(ann, calib)``: MSE thresholds, θ/2 initial potential,
-       layer-wise bias correction, soft and hard reset ("default", "default-hard"), and soft
-       reset with per-channel thresholds ("default-per-channel");
+     - with rmpsnn's defaults, ``convert(ann, calib)``: per-channel MSE thresholds, θ/2 initial
+       potential, layer-wise bias correction, soft and hard reset ("default", "default-hard"),
+       and soft reset with per-layer thresholds ("default-per-layer");
      and the QCFS ANN with its trained thresholds and v_init = θ/2, without ("qcfs") and with
      ("qcfs-calibrated") bias correction;
   3. evaluate every SNN at T = 1, 2, 4, ..., --tmax (--tmax-calibrated for the calibrated and QCFS
@@ -124,10 +124,10 @@ def main(argv=None):
         "soft": ("relu", "soft", rmp_snn, args.tmax),
         "hard": ("relu", "hard", rmp_snn, args.tmax),
         "default": ("relu", "soft", cal_t, args.tmax_calibrated),
+        "default-per-layer": ("relu", "soft", {**cal_t, "per_channel": False}, args.tmax_calibrated),
         "default-hard": ("relu", "hard", cal_t, args.tmax_calibrated),
-        "default-per-channel": ("relu", "soft", {**cal_t, "per_channel": True}, args.tmax_calibrated),
-        "qcfs": ("qcfs", "soft", {"calibrate": "none"}, args.tmax_calibrated),
-        "qcfs-calibrated": ("qcfs", "soft", cal_t, args.tmax_calibrated),
+        "qcfs": ("qcfs", "soft", {}, args.tmax_calibrated),
+        "qcfs-calibrated": ("qcfs", "soft", {**cal_t, "calibrate": "bias"}, args.tmax_calibrated),
     }
     for name, (act, reset, kwargs, tmax) in variants.items():
         if args.variants and name not in args.variants:

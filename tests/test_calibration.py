@@ -135,8 +135,9 @@ def test_spike_max_in_one_layer_major_pass_equals_layer_by_layer_simulation(trai
 
 def test_mse_thresholds_lie_below_the_max_and_shrink_with_fewer_steps(trained_mlp):
     calib, _ = _blobs(128, 6)
-    few = convert(trained_mlp, calib, balance="mse", calibrate="none", calibration_timesteps=4)
-    many = convert(trained_mlp, calib, balance="mse", calibrate="none", calibration_timesteps=256)
+    kw = {"balance": "mse", "calibrate": "none", "per_channel": False}
+    few = convert(trained_mlp, calib, calibration_timesteps=4, **kw)
+    many = convert(trained_mlp, calib, calibration_timesteps=256, **kw)
     act_max = convert(trained_mlp, calib, balance="act-max", calibrate="none")
     for f, m, a in zip(few.if_nodes, many.if_nodes, act_max.if_nodes, strict=True):
         assert 0 < float(f.threshold) < float(m.threshold) <= float(a.threshold) + 1e-6
@@ -150,6 +151,8 @@ def test_progress_lines_and_defaults(trained_mlp):
     assert lines[0].startswith("spike-max balancing: layer 1/3")
     assert lines[-1].startswith("bias calibration: layer 3/3")
     assert snn.balance == "spike-max" and all(m.v_init == "half" for m in snn.if_nodes)
+    assert all(m.threshold.ndim == 0 for m in snn.if_nodes)  # spike-max stays per layer
+    assert all(m.threshold.ndim == 1 for m in convert(trained_mlp, calib).if_nodes)  # mse: per channel
     rmp = convert(trained_mlp, calib, balance="spike-max", calibrate="none")
     assert all(m.v_init is None for m in rmp.if_nodes)  # RMP-SNN: membranes start at 0
 
@@ -167,3 +170,14 @@ def test_calibration_errors(trained_mlp):
         convert(trained_mlp)
     with pytest.raises(ValueError, match="needs an ANN trained with QCFS"):
         convert(trained_mlp, balance="qcfs")
+
+
+def test_qcfs_networks_convert_as_published_by_default():
+    from rmpsnn.models import QCFS
+
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(8, 16), QCFS(levels=4, threshold=1.5), nn.Linear(16, 3))
+    x = torch.randn(32, 8)
+    snn = convert(ann, x)  # data given, but a QCFS net keeps its trained λ and is not calibrated
+    assert snn.balance == "qcfs" and snn.calibration is None and snn.if_nodes[0].v_init == "half"
+    assert convert(ann, x, calibrate="bias").calibration is not None  # on request

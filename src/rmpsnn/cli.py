@@ -437,7 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--percentile", type=float, default=99.99, help="for --balance percentile")
     c.add_argument("--scale", type=float, default=1.0, help="multiply every threshold by this factor")
-    c.add_argument("--per-channel", action="store_true", help="one threshold per channel")
+    c.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one threshold per channel (default: per channel for mse, per layer for the other methods)",
+    )
     c.add_argument("--encoding", choices=["direct", "poisson"], default="direct", help="input encoding")
     c.add_argument(
         "--v-init",

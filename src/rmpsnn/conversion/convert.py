@@ -29,8 +29,8 @@ membrane at θ/2 (the default for QCFS networks and calibrated conversions), whi
 quantisation error.
 
 The defaults -- ``convert(ann, calibration_data)`` -- give the best accuracy at few time steps
-rmpsnn offers for a ReLU network (mse thresholds, θ/2 start, bias correction; QCFS thresholds
-for QCFS networks).  RMP-SNN exactly as published is
+rmpsnn offers for a ReLU network (per-channel mse thresholds, θ/2 start, bias correction; for
+QCFS networks their trained thresholds and θ/2, without calibration).  RMP-SNN exactly as published is
 ``convert(ann, data, balance="spike-max", calibrate="none")`` (soft reset, membranes from 0).
 """
 
@@ -248,7 +248,7 @@ def convert(
     calibrate: str = "auto",
     percentile: float = 99.99,
     scale: float = 1.0,
-    per_channel: bool = False,
+    per_channel: bool | None = None,
     encoding: str = "direct",
     v_init: str | float | None = "auto",
     balance_timesteps: int = 64,
@@ -270,9 +270,10 @@ def convert(
         reset: ``"soft"`` (RMP neuron: subtract θ, keep the residual) or ``"hard"`` (to 0).
         balance: see the module docstring; ``percentile`` for ``"percentile"``.
         calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, or
-            ``"auto"``: ``"bias"`` when calibration data is given.
+            ``"auto"``: ``"bias"`` when calibration data is given, except for QCFS networks.
         scale: multiply every threshold by this factor.
-        per_channel: one threshold per channel instead of per layer.
+        per_channel: one threshold per channel instead of per layer; ``None``: per channel for
+            ``"mse"`` (measured better at few steps), per layer for the others, as published.
         encoding: ``"direct"`` (the analog input every step) or ``"poisson"`` (rate-coded input
             spikes, signed, scaled by the calibration inputs' max |x|; seeded by ``seed``).
         v_init: initial membrane potential: ``None`` (0), ``"half"`` (θ/2), a fraction of θ, or
@@ -308,8 +309,10 @@ def convert(
         balance = "qcfs" if is_qcfs else "mse"
     if balance == "qcfs" and not is_qcfs:
         raise ValueError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
-    if calibrate == "auto":
-        calibrate = "bias" if calibration_data is not None else "none"
+    if per_channel is None:
+        per_channel = balance == "mse"
+    if calibrate == "auto":  # QCFS networks convert as published: calibration did not help them
+        calibrate = "bias" if calibration_data is not None and not is_qcfs else "none"
     if v_init == "auto":
         v_init = "half" if (is_qcfs or calibrate != "none") else None
     graph, if_names = build_snn_graph(ann, reset=reset, maxpool=maxpool)
