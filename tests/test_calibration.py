@@ -181,3 +181,18 @@ def test_qcfs_networks_convert_as_published_by_default():
     snn = convert(ann, x)  # data given, but a QCFS net keeps its trained λ and is not calibrated
     assert snn.balance == "qcfs" and snn.calibration is None and snn.if_nodes[0].v_init == "half"
     assert convert(ann, x, calibrate="bias").calibration is not None  # on request
+
+
+def test_evaluation_reports_progress_and_warns_before_a_long_run(trained_mlp):
+    calib, _ = _blobs(32, 8)
+    x, y = _blobs(400, 9)
+    snn = convert(trained_mlp, calib)
+    batches = [(x[i : i + 100], y[i : i + 100]) for i in range(0, 400, 100)]
+    lines = []
+    with pytest.warns(UserWarning, match=r"simulating 400 images for T=8 steps will take about .* min"):
+        r = evaluate_over_time(
+            snn, batches, timesteps=[8], progress=lines.append, total_images=400, warn_after_s=0.0
+        )
+    assert r["images"] == 400
+    assert lines[0].startswith("simulating T=8: 100/400 images") and "left" in lines[0]
+    assert lines[-1].startswith("simulating T=8: 400/400 images") and len(lines) == 4

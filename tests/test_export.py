@@ -166,4 +166,5 @@ def test_calibrated_conversion_exports_and_an_unfoldable_bias_is_refused(tmp_pat
     with pytest.raises(NIRExportError, match=r"calibration bias of its own.*calibrate='none'"):
         to_nir(snn, x[:1], tmp_path / "x.nir", allow_lossy_reset=True, timesteps=4)
     plain = convert(ann, x, calibrate="none")
-    to_nir(plain, x[:1], tmp_path / "y.nir", allow_lossy_reset=True, timesteps=4)
+    with pytest.warns(UserWarning, match="soft reset"):
+        to_nir(plain, x[:1], tmp_path / "y.nir", allow_lossy_reset=True, timesteps=4)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import fx
 
-from .nodes import IFNode
+from .nodes import IFNode, add_per_channel
 
 __all__ = ["IFLayerStep", "run_layerwise"]
 
@@ -39,7 +39,7 @@ def run_if(
     try:
         for x in inputs:
             if shift is not None:
-                x = x + shift.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2))) if x.ndim >= 2 else x + shift
+                x = add_per_channel(x, shift)
             node.reset_state()
             node.chunk = timesteps
             yield node(x)

@@ -17,7 +17,14 @@ from torch import nn
 
 from ..functional import lif_multistep_state
 
-__all__ = ["IFNode"]
+__all__ = ["IFNode", "add_per_channel"]
+
+
+def add_per_channel(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``x + values`` with ``values`` one per channel (axis 1 of ``x``)."""
+    if x.ndim < 2:
+        return x + values.to(x.dtype)
+    return x + values.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
 
 
 class IFNode(nn.Module):
@@ -77,7 +84,7 @@ class IFNode(nn.Module):
             self._record_ann(x)
             return self.ann_activation(x)
         if self.bias is not None:
-            x = x + self.bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+            x = add_per_channel(x, self.bias)
         T = self.chunk
         xt = x.unflatten(0, (T, x.shape[0] // T))
         th = self._theta(x)[0] if self.threshold.ndim == 1 else self.threshold.to(x.dtype)
