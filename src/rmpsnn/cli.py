@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate",
         choices=["auto", *CALIBRATION_METHODS],
         default="auto",
-        help="post-conversion calibration; auto = bias (layer-wise bias correction)",
+        help="post-conversion calibration; auto = bias (layer-wise bias correction) for ReLU ANNs, "
+        "none for QCFS ANNs",
     )
     c.add_argument(
         "--calibration-timesteps", type=int, default=16, help="T that mse thresholds and calibration target"

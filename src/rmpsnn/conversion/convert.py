@@ -168,7 +168,7 @@ def _act_stats(
     percentile: float,
     per_channel: bool,
     seed: int,
-    mse_timesteps: int = 32,
+    mse_timesteps: int,
 ):
     nodes = snn.if_nodes
     gen = torch.Generator().manual_seed(seed)
@@ -413,8 +413,13 @@ def _spike_max(snn: ConvertedSNN, batches: list[torch.Tensor], T: int, scale: fl
 
 
 # ----------------------------------------------------------------------------- evaluation
+def _is_pair(data) -> bool:
+    """``data`` is one ``(inputs, labels)`` pair of tensors, not an iterable of batches."""
+    return isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0])
+
+
 def _labelled(data) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+    if _is_pair(data):
         yield data[0], data[1]
         return
     yield from data
@@ -443,7 +448,7 @@ def evaluate_over_time(
     if not steps or steps[0] < 1:
         raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
     T = steps[-1]
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+    if _is_pair(data):
         total_images = len(data[0])
     idx = torch.tensor([t - 1 for t in steps])
     correct = torch.zeros(len(steps))
