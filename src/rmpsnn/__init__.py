@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from . import data, functional, layers, losses, neurons, surrogate
+from . import data, errors, functional, layers, losses, neurons, surrogate
 
-__all__ = ["__version__", "data", "functional", "layers", "losses", "neurons", "surrogate"]
+__all__ = ["__version__", "data", "errors", "functional", "layers", "losses", "neurons", "surrogate"]

@@ -16,10 +16,12 @@ torchrun --nproc_per_node=N -m rmpsnn train --config ...           # distributed
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
 from . import __version__
+from .errors import InputError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -193,12 +195,19 @@ def _stderr_line(line: str) -> None:
 def _convert(args: argparse.Namespace) -> int:
     from .conversion.experiment import conversion_experiment
     from .data.resolve import load_static
+    from .models import list_models
     from .training import load_model
 
     model, info = load_model(args.ann, model_name=args.model, device=args.device)
+    if info["model"] not in list_models("ann"):
+        raise InputError(
+            f"{args.ann} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
+            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
+            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {args.ann}`"
+        )
     mean, std = info.get("mean"), info.get("std")
     if mean is None:
-        raise ValueError(
+        raise InputError(
             f"{args.ann} stores no input statistics (mean/std); train it with `rmpsnn train-ann`"
         )
     train = load_static(args.data, "train")
@@ -241,11 +250,11 @@ def _train(args: argparse.Namespace) -> int:
     from .training import train
 
     if args.config is None and args.resume is None and not args.overrides:
-        raise ValueError(
+        raise InputError(
             "give --config CONFIG.yaml (see configs/), overrides of the defaults, or --resume RUN_DIR"
         )
     if args.config is not None and args.resume is not None:
-        raise ValueError("give either --config or --resume, not both (a resumed run keeps its config)")
+        raise InputError("give either --config or --resume, not both (a resumed run keeps its config)")
     summary = train(args.config, args.overrides, resume=args.resume)
     return 0 if summary else 1
 
@@ -263,9 +272,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = _pick_device(args.device)
     model, info = load_model(path, device=device)
     if "config" not in info:
-        raise ValueError(f"{path} was not written by `rmpsnn train`; it stores no data configuration")
+        raise InputError(f"{path} was not written by `rmpsnn train`; it stores no data configuration")
     overrides = [f"data.{k}" for k in args.data_overrides or []]
-    if args.timesteps:
+    if args.timesteps is not None:
         model.timesteps = args.timesteps
         overrides.append(f"model.timesteps={args.timesteps}")
     cfg = load_config(info["config"], ["data.augment=none", *overrides])
@@ -322,7 +331,7 @@ def _export(args: argparse.Namespace) -> int:
         size = cfg.get("event_size", 48) if events else size
         shape = (info["kwargs"].get("in_channels", 3), size, size)
     if len(shape) != 3:
-        raise ValueError(f"--input-shape takes C H W, got {shape}")
+        raise InputError(f"--input-shape takes C H W, got {shape}")
     sample = torch.zeros(1, *shape)
     if shape[0] == 2:  # event frames [T, B, 2, H, W]
         sample = torch.zeros(getattr(model, "timesteps", 1), 1, *shape)
@@ -340,6 +349,34 @@ def _quickstart(args: argparse.Namespace) -> int:
     return run_quickstart(args)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or a negative count is a mistake, never 'all')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _finite(low: float, *, inclusive: bool = False):
+    """argparse type: a finite float above ``low`` (or equal to it when ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or abs(value) > 3.4e38:
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -349,9 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rmpsnn {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="a short tour of the spiking-neuron core (about a minute on a CPU)")
-    d.add_argument("--timesteps", type=int, default=4, help="time steps of the spiking CNN (default 4)")
-    d.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    d.add_argument("--steps", type=int, default=40, help="training steps (default 40)")
+    d.add_argument(
+        "--timesteps", type=_positive_int, default=4, help="time steps of the spiking CNN (default 4)"
+    )
+    d.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
+    d.add_argument("--steps", type=_positive_int, default=40, help="training steps (default 40)")
     d.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rounds", type=int, default=5, help="timing rounds of part 3 (0 skips it)")
@@ -364,12 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--data", default="auto", help="auto (shared CIFAR-10, else digits), shared, digits, or a path"
     )
-    q.add_argument("--epochs", type=int, default=3, help="epochs of the ANN and of each direct run")
+    q.add_argument("--epochs", type=_positive_int, default=3, help="epochs of the ANN and of each direct run")
     q.add_argument(
-        "--train-images", type=int, default=8000, help="CIFAR-10 training subset (the direct runs use half)"
+        "--train-images",
+        type=_positive_int,
+        default=8000,
+        help="CIFAR-10 training subset (the direct runs use half)",
     )
-    q.add_argument("--test-images", type=int, default=300, help="class-balanced CIFAR-10 test subset")
-    q.add_argument("--max-timesteps", type=int, default=64, help="largest T of the conversion curve")
+    q.add_argument(
+        "--test-images", type=_positive_int, default=300, help="class-balanced CIFAR-10 test subset"
+    )
+    q.add_argument(
+        "--max-timesteps", type=_positive_int, default=64, help="largest T of the conversion curve"
+    )
     q.add_argument("--device", default="cpu")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default="runs/quickstart")
@@ -385,18 +431,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="shared",
         help="'shared' (../shared/data CIFAR-10), a CIFAR root or image folder/zip",
     )
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=0.05)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--lr", type=_finite(0), default=0.05)
+    t.add_argument("--weight-decay", type=_finite(0, inclusive=True), default=5e-4)
     t.add_argument("--activation", choices=["relu", "qcfs"], default="relu")
-    t.add_argument("--qcfs-levels", type=int, default=8)
-    t.add_argument("--width", type=int, nargs=3, help="channels of ann_cpu_net's three convolutions")
+    t.add_argument("--qcfs-levels", type=_positive_int, default=8)
+    t.add_argument(
+        "--width", type=_positive_int, nargs=3, help="channels of ann_cpu_net's three convolutions"
+    )
     t.add_argument("--no-bn", action="store_true", help="no BatchNorm (use dropout-free plain convs)")
     t.add_argument("--bias", action="store_true", help="biases on convolutions followed by BN")
-    t.add_argument("--train-limit", type=int, help="train on a class-balanced subset of this many images")
-    t.add_argument("--test-limit", type=int, help="evaluate on a class-balanced subset of this many images")
-    t.add_argument("--time-budget", type=float, help="stop after the epoch in which this many minutes passed")
+    t.add_argument(
+        "--train-limit", type=_positive_int, help="train on a class-balanced subset of this many images"
+    )
+    t.add_argument(
+        "--test-limit", type=_positive_int, help="evaluate on a class-balanced subset of this many images"
+    )
+    t.add_argument(
+        "--time-budget", type=_finite(0), help="stop after the epoch in which this many minutes passed"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--out", default="runs/ann.safetensors")
@@ -434,10 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         "none for QCFS ANNs",
     )
     c.add_argument(
-        "--calibration-timesteps", type=int, default=16, help="T that mse thresholds and calibration target"
+        "--calibration-timesteps",
+        type=_positive_int,
+        default=16,
+        help="T that mse thresholds and calibration target",
     )
-    c.add_argument("--percentile", type=float, default=99.99, help="for --balance percentile")
-    c.add_argument("--scale", type=float, default=1.0, help="multiply every threshold by this factor")
+    c.add_argument("--percentile", type=_finite(0), default=99.99, help="for --balance percentile")
+    c.add_argument("--scale", type=_finite(0), default=1.0, help="multiply every threshold by this factor")
     c.add_argument(
         "--per-channel",
         action=argparse.BooleanOptionalAction,
@@ -452,12 +509,18 @@ def build_parser() -> argparse.ArgumentParser:
         "fraction of θ",
     )
     c.add_argument(
-        "--balance-timesteps", type=int, default=64, help="steps simulated for --balance spike-max"
+        "--balance-timesteps", type=_positive_int, default=64, help="steps simulated for --balance spike-max"
     )
-    c.add_argument("--timesteps", type=int, default=128, help="largest T; accuracy at 1, 2, 4, ..., T")
-    c.add_argument("--calib", type=int, default=128, help="training images for balancing and calibration")
-    c.add_argument("--test-images", type=int, help="class-balanced test subset (default: the whole test set)")
-    c.add_argument("--batch-size", type=int, default=100, help="test images simulated at once")
+    c.add_argument(
+        "--timesteps", type=_positive_int, default=128, help="largest T; accuracy at 1, 2, 4, ..., T"
+    )
+    c.add_argument(
+        "--calib", type=_positive_int, default=128, help="training images for balancing and calibration"
+    )
+    c.add_argument(
+        "--test-images", type=_positive_int, help="class-balanced test subset (default: the whole test set)"
+    )
+    c.add_argument("--batch-size", type=_positive_int, default=100, help="test images simulated at once")
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and Poisson input")
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     c.add_argument("--out", default="runs/conversion.json", help="result JSON (a .png/.svg figure beside it)")
@@ -476,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test accuracy and quantization error of a trained spiking model")
     e.add_argument("--checkpoint", required=True, help="a run directory or a .safetensors written by train")
-    e.add_argument("--timesteps", type=int, help="evaluate at this T instead of the trained one")
+    e.add_argument("--timesteps", type=_positive_int, help="evaluate at this T instead of the trained one")
     e.add_argument(
         "--data",
         dest="data_overrides",
@@ -496,7 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
         "runs", nargs="+", metavar="RUN", help="run directories of `train`, JSON results of `convert`"
     )
     rp.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
-    rp.add_argument("--images", type=int, default=1000, help="test images for the monitored evaluation")
+    rp.add_argument(
+        "--images", type=_positive_int, default=1000, help="test images for the monitored evaluation"
+    )
     rp.add_argument("--title")
     rp.add_argument("--device", default="auto")
     rp.set_defaults(func=_report)
@@ -506,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=["nir", "safetensors"], default="nir")
     x.add_argument("--out", default="runs/export", help="a .nir file or a directory")
     x.add_argument(
-        "--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="default: from the config"
+        "--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"), help="default: from the config"
     )
     x.add_argument(
         "--allow-lossy-reset",
@@ -517,30 +582,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_USER_ERRORS = {
-    "ValueError",
-    "ConfigError",
-    "DataError",
-    "CheckpointError",
-    "ConversionError",
-    "FileNotFoundError",
-    "FloatingPointError",
-    "NIRExportError",
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    from .errors import RmpsnnError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError, ArithmeticError) as e:
-        # our input errors (DataError, CheckpointError, ConversionError, ...) say what was wrong
-        if type(e).__name__ not in _USER_ERRORS:
-            raise
+    except RmpsnnError as e:
+        # every input, file or environment error says what was wrong in one line; bugs keep tracebacks
         print(f"rmpsnn {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
+
 __all__ = [
     "DirectEncoder",
     "PoissonEncoder",
@@ -27,7 +29,7 @@ __all__ = [
 
 def _require_rank(x: torch.Tensor, min_rank: int, what: str, shape: str) -> None:
     if x.ndim < min_rank:
-        raise ValueError(f"{what}: expected a time-major tensor {shape}, got shape {tuple(x.shape)}")
+        raise InputError(f"{what}: expected a time-major tensor {shape}, got shape {tuple(x.shape)}")
 
 
 def fold_time(x: torch.Tensor) -> torch.Tensor:
@@ -39,14 +41,14 @@ def fold_time(x: torch.Tensor) -> torch.Tensor:
 def unfold_time(y: torch.Tensor, T: int) -> torch.Tensor:
     """``[T*B, ...] -> [T, B, ...]``."""
     if y.ndim < 1 or y.shape[0] % T:
-        raise ValueError(f"unfold_time: leading dimension {tuple(y.shape)[:1]} is not a multiple of T={T}")
+        raise InputError(f"unfold_time: leading dimension {tuple(y.shape)[:1]} is not a multiple of T={T}")
     return y.unflatten(0, (T, y.shape[0] // T))
 
 
 def repeat_time(x: torch.Tensor, T: int) -> torch.Tensor:
     """``[B, ...] -> [T, B, ...]`` by repetition (direct encoding), without copying memory."""
     if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
+        raise InputError(f"T must be >= 1, got {T}")
     return x.unsqueeze(0).expand((T, *x.shape))
 
 
@@ -96,7 +98,7 @@ class _TdBatchNorm(nn.modules.batchnorm._BatchNorm):
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         if alpha <= 0 or v_th <= 0:
-            raise ValueError(f"tdBN needs alpha > 0 and v_th > 0, got alpha={alpha}, v_th={v_th}")
+            raise InputError(f"tdBN needs alpha > 0 and v_th > 0, got alpha={alpha}, v_th={v_th}")
         self.alpha = float(alpha)
         self.v_th = float(v_th)
 
@@ -105,7 +107,7 @@ class _TdBatchNorm(nn.modules.batchnorm._BatchNorm):
             return x.flatten(0, 1), x.shape[:2]
         if x.ndim in self._folded_rank and x.shape[1] == self.num_features:
             return x, None
-        raise ValueError(
+        raise InputError(
             f"{type(self).__name__}({self.num_features}): expected {self._expected} with "
             f"C={self.num_features}, got shape {tuple(x.shape)}"
         )
@@ -171,7 +173,7 @@ class DirectEncoder(nn.Module):
     def __init__(self, timesteps: int):
         super().__init__()
         if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+            raise InputError(f"timesteps must be >= 1, got {timesteps}")
         self.timesteps = int(timesteps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +191,7 @@ class PoissonEncoder(nn.Module):
     def __init__(self, timesteps: int, gain: float = 1.0, seed: int | None = None):
         super().__init__()
         if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+            raise InputError(f"timesteps must be >= 1, got {timesteps}")
         self.timesteps = int(timesteps)
         self.gain = float(gain)
         self.seed = seed

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import InputError
+
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
 REDUCTIONS = ("element", "layer")
@@ -38,7 +40,7 @@ def _check_membranes(membranes) -> list[torch.Tensor]:
         membranes = [membranes]
     membranes = list(membranes)
     if not membranes:
-        raise ValueError(
+        raise InputError(
             "rmp_loss got no membrane potentials: record them with MembraneRecorder(model) around the "
             "forward pass (the model must contain LIF/IF layers)"
         )
@@ -125,9 +127,9 @@ def rmp_loss(
     of the ~10 of the plain autograd expression.
     """
     if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; valid values: {', '.join(REDUCTIONS)}")
+        raise InputError(f"unknown reduction {reduction!r}; valid values: {', '.join(REDUCTIONS)}")
     if p <= 0:
-        raise ValueError(f"rmp_loss needs p > 0, got {p}")
+        raise InputError(f"rmp_loss needs p > 0, got {p}")
     membranes = _check_membranes(membranes)
     sums = [_RMPSum.apply(u, float(v_th), float(p)) for u in membranes]
     if reduction == "layer":
@@ -141,7 +143,7 @@ def rmp_lambda(epoch: int | float, total_epochs: int, k: float = 0.1) -> float:
 
     ``2k·n/N`` for ``n <= N/2``, else ``2k(1 - n/N)`` (``n`` = epoch, ``N`` = total epochs)."""
     if total_epochs <= 0:
-        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
+        raise InputError(f"total_epochs must be > 0, got {total_epochs}")
     n = min(max(float(epoch), 0.0), float(total_epochs))
     r = n / total_epochs
     return 2 * k * r if r <= 0.5 else 2 * k * (1 - r)
@@ -177,7 +179,7 @@ class QuantizationErrorMeter:
     def compute(self) -> dict:
         n = sum(self.count.values())
         if n == 0:
-            raise ValueError("QuantizationErrorMeter: nothing recorded yet")
+            raise InputError("QuantizationErrorMeter: nothing recorded yet")
         return {
             "mean_abs": sum(self.abs_sum.values()) / n,
             "mean_sq": sum(self.sq_sum.values()) / n,

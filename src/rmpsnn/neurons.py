@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import surrogate as _surrogate
+from .errors import InputError
 from .functional.neuron import RESETS, _check_reset, _check_tau, _check_threshold, lif_multistep_state
 
 __all__ = ["IF", "LIF", "MembraneRecorder", "OutputIntegrator", "SpikingNeuron", "reset_states"]
@@ -32,7 +33,7 @@ STEP_MODES = ("multi", "single")
 
 def _check_step_mode(mode: str) -> None:
     if mode not in STEP_MODES:
-        raise ValueError(f"unknown step_mode {mode!r}; valid values: {', '.join(STEP_MODES)}")
+        raise InputError(f"unknown step_mode {mode!r}; valid values: {', '.join(STEP_MODES)}")
 
 
 class _Stateful(nn.Module):
@@ -56,7 +57,7 @@ class _Stateful(nn.Module):
 
     def _check_single(self, x: torch.Tensor) -> None:
         if x.ndim < 1:
-            raise ValueError(f"{type(self).__name__}: single-step input must be [B, ...], got a scalar")
+            raise InputError(f"{type(self).__name__}: single-step input must be [B, ...], got a scalar")
 
 
 class SpikingNeuron(_Stateful):
@@ -200,7 +201,7 @@ class OutputIntegrator(_Stateful):
     def __init__(self, readout: str = "mean", *, step_mode: str = "multi", carry_state: bool = False):
         super().__init__(step_mode, carry_state)
         if readout not in self.READOUTS:
-            raise ValueError(f"unknown readout {readout!r}; valid values: {', '.join(self.READOUTS)}")
+            raise InputError(f"unknown readout {readout!r}; valid values: {', '.join(self.READOUTS)}")
         self.readout = readout
         self.steps = 0
         self.final_potential: torch.Tensor | None = None
@@ -215,7 +216,7 @@ class OutputIntegrator(_Stateful):
             self._check_single(x)
             x = x.unsqueeze(0)
         elif x.ndim < 2 or x.shape[0] == 0:
-            raise ValueError(
+            raise InputError(
                 f"OutputIntegrator: expected time-major input [T, B, ...] with T >= 1, got shape "
                 f"{tuple(x.shape)}"
             )
@@ -275,10 +276,10 @@ class MembraneRecorder:
         if layers is not None:
             unknown = [n for n in layers if n not in names]
             if unknown:
-                raise ValueError(f"no spiking layer named {unknown}; spiking layers are: {list(names)}")
+                raise InputError(f"no spiking layer named {unknown}; spiking layers are: {list(names)}")
             names = {n: names[n] for n in layers}
         if not names:
-            raise ValueError("MembraneRecorder: the model has no spiking neurons (LIF/IF) to record")
+            raise InputError("MembraneRecorder: the model has no spiking neurons (LIF/IF) to record")
         self._modules = names
         self._name_of = {id(m): n for n, m in names.items()}
         self.by_layer: dict[str, list[torch.Tensor]] = {n: [] for n in names}

@@ -37,6 +37,8 @@ from collections.abc import Callable
 
 import torch
 
+from .errors import InputError
+
 __all__ = [
     "ATan",
     "FastSigmoid",
@@ -111,7 +113,7 @@ class Surrogate:
 def _positive(name: str, value: float) -> float:
     value = float(value)
     if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"surrogate parameter {name} must be a finite number > 0, got {value}")
+        raise InputError(f"surrogate parameter {name} must be a finite number > 0, got {value}")
     return value
 
 
@@ -297,5 +299,5 @@ def get(spec: str | Surrogate, **params) -> Surrogate:
         raise TypeError(f"surrogate must be a name or a Surrogate instance, got {type(spec).__name__}")
     key = _ALIASES.get(spec.lower(), spec.lower())
     if key not in _REGISTRY:
-        raise ValueError(f"unknown surrogate {spec!r}; valid names: {', '.join(available())}")
+        raise InputError(f"unknown surrogate {spec!r}; valid names: {', '.join(available())}")
     return _REGISTRY[key](**params)

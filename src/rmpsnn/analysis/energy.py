@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .monitors import limited_batches
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "OperationCounts", "count_operations"]
@@ -129,7 +130,7 @@ def count_operations(
     model.eval()
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layers to count")
+        raise InputError(f"{type(model).__name__} has no Conv2d or Linear layers to count")
     zero = {"ann": 0.0, "macs": 0.0, "sops": 0.0, "events": 0.0, "inputs": 0.0}
     stats = {n: {"type": type(m).__name__, **zero} for n, m in layers.items()}
     state = {"first": None, "events_input": False}
@@ -165,7 +166,7 @@ def count_operations(
         for h in handles:
             h.remove()
     if images == 0:
-        raise ValueError("count_operations: no batches were given")
+        raise InputError("count_operations: no batches were given")
     counts = OperationCounts(images=images, e_mac_pj=e_mac_pj, e_ac_pj=e_ac_pj)
     for n, s in stats.items():
         counts.layers[n] = {

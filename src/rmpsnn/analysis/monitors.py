@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from ..losses import QuantizationErrorMeter
 from ..neurons import MembraneRecorder, SpikingNeuron
 
@@ -88,7 +89,7 @@ def collect_layer_stats(
     lo, hi = value_range
     neurons = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
     if not neurons:
-        raise ValueError(f"{type(model).__name__} has no spiking layers (LIF/IF) to monitor")
+        raise InputError(f"{type(model).__name__} has no spiking layers (LIF/IF) to monitor")
     if v_th is None:
         th = next(iter(neurons.values())).v_th
         v_th = float(th.flatten()[0]) if torch.is_tensor(th) else float(th)

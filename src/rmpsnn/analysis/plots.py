@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..errors import InputError
+
 __all__ = [
     "plot_accuracy_vs_timesteps",
     "plot_firing_rates",
@@ -95,7 +97,7 @@ def plot_membrane_distribution(
         layers = names
     missing = [n for n in layers if any(n not in s.layers for s in stats)]
     if missing:
-        raise ValueError(f"layers {missing} are not in every run; choose from {list(stats[0].layers)}")
+        raise InputError(f"layers {missing} are not in every run; choose from {list(stats[0].layers)}")
     fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers) + 1.6, 3.4), dpi=120, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     v_th = stats[0].v_th

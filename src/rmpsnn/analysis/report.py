@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from .. import __version__
+from ..errors import InputError
 from .energy import count_operations
 from .monitors import collect_layer_stats
 from .plots import (
@@ -103,9 +104,10 @@ def _training_run(run: Path, images: int, device: str) -> dict:
     from ..training import load_model, resolve_checkpoint
     from ..training.config import load_config
     from ..training.distributed import Dist, _pick_device
+    from ..training.rundir import read_metrics
     from ..training.trainer import _prepare, build_data
 
-    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    metrics = read_metrics(run / "metrics.jsonl")
     ckpt = resolve_checkpoint(run)
     dev = _pick_device(device)
     model, info = load_model(ckpt, device=dev)
@@ -147,7 +149,7 @@ def write_report(
         elif src.is_file() and src.suffix == ".json":
             res = json.loads(src.read_text())
             if "variants" not in res:
-                raise ValueError(f"{src} is not a result of `rmpsnn convert` (no 'variants')")
+                raise InputError(f"{src} is not a result of `rmpsnn convert` (no 'variants')")
             conversions[src.stem] = res
         elif src.is_dir() and list(src.glob("*.json")):
             for f in sorted(src.glob("*.json")):
@@ -155,12 +157,12 @@ def write_report(
                 if "variants" in res:
                     conversions[f"{src.name}/{f.stem}"] = res
         else:
-            raise FileNotFoundError(
+            raise InputError(
                 f"{src}: not a training run directory (config.yaml + metrics.jsonl) or a conversion "
                 f"result (.json)"
             )
     if not training and not conversions:
-        raise ValueError(
+        raise InputError(
             "nothing to report: give run directories of `rmpsnn train` or results of `rmpsnn convert`"
         )
     title = title or "rmpsnn report: " + ", ".join([*training, *conversions])

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import fx, nn
 
+from ..errors import InputError
 from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
 
@@ -127,9 +128,9 @@ def calibrate(
     with the mean over channels of ``|E[a] - E[r·θ]|`` before and after the correction.
     """
     if timesteps < 1:
-        raise ValueError(f"calibration timesteps must be >= 1, got {timesteps}")
+        raise InputError(f"calibration timesteps must be >= 1, got {timesteps}")
     if iterations < 1:
-        raise ValueError(f"calibration iterations must be >= 1, got {iterations}")
+        raise InputError(f"calibration iterations must be >= 1, got {iterations}")
     targets = ann_activation_means(snn, batches)
     gm = snn.graph_module
     report: list[dict] = []

@@ -46,6 +46,7 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..models.qcfs import QCFS
 from .calibrate import CALIBRATION_METHODS
 from .calibrate import calibrate as bias_calibrate
@@ -86,7 +87,7 @@ class ConvertedSNN(nn.Module):
     ):
         super().__init__()
         if encoding not in ENCODINGS:
-            raise ValueError(f"unknown encoding {encoding!r}; valid values: {', '.join(ENCODINGS)}")
+            raise InputError(f"unknown encoding {encoding!r}; valid values: {', '.join(ENCODINGS)}")
         self.graph_module = graph
         self.if_names = list(if_names)
         self.encoding = encoding
@@ -130,7 +131,7 @@ class ConvertedSNN(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
         if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+            raise InputError(f"timesteps must be >= 1, got {timesteps}")
         self.reset_state()
         B = x.shape[0]
         chunk = self._chunk_for(B, timesteps)
@@ -288,27 +289,29 @@ def convert(
             or a callable that receives one line per balanced or calibrated layer.
     """
     if balance not in BALANCE_METHODS:
-        raise ValueError(f"unknown balance {balance!r}; valid values: {', '.join(BALANCE_METHODS)}")
+        raise InputError(f"unknown balance {balance!r}; valid values: {', '.join(BALANCE_METHODS)}")
     if calibrate not in (*CALIBRATION_METHODS, "auto"):
-        raise ValueError(
+        raise InputError(
             f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATION_METHODS)}"
         )
     if reset not in ("soft", "hard"):
-        raise ValueError(f"unknown reset {reset!r}; valid values: soft, hard")
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
+        raise InputError(f"unknown reset {reset!r}; valid values: soft, hard")
+    if not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a finite number > 0, got {scale}")
+    if not 0 < percentile <= 100:
+        raise InputError(f"percentile must be in (0, 100], got {percentile}")
     for name, value in (
         ("balance_timesteps", balance_timesteps),
         ("calibration_timesteps", calibration_timesteps),
         ("calibration_iterations", calibration_iterations),
     ):
         if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
     if balance == "auto":
         balance = "qcfs" if is_qcfs else "mse"
     if balance == "qcfs" and not is_qcfs:
-        raise ValueError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
+        raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
     if per_channel is None:
         per_channel = balance == "mse"
     if calibrate == "auto":  # QCFS networks convert as published: calibration did not help them
@@ -322,13 +325,13 @@ def convert(
     if calibration_data is not None:
         batches = [x.to(device) for x in _batches(calibration_data)]
         if not batches or sum(x.shape[0] for x in batches) == 0:
-            raise ValueError("calibration_data is empty; give a few hundred training inputs")
+            raise InputError("calibration_data is empty; give a few hundred training inputs")
         if not all(torch.isfinite(x).all() for x in batches):
-            raise ValueError("calibration_data contains NaN or inf values")
+            raise InputError("calibration_data contains NaN or inf values")
         input_max = max(float(x.abs().max()) for x in batches)
     elif balance in ("spike-max", "act-max", "percentile", "mse") or calibrate != "none":
         what = f"balance={balance!r}" if calibrate == "none" else f"calibrate={calibrate!r}"
-        raise ValueError(f"{what} needs calibration_data (a batch or an iterable of training inputs)")
+        raise InputError(f"{what} needs calibration_data (a batch or an iterable of training inputs)")
     snn = ConvertedSNN(graph, if_names, encoding=encoding, input_max=input_max, seed=seed, chunk=chunk).to(
         device
     )
@@ -446,7 +449,7 @@ def evaluate_over_time(
     """
     steps = sorted({int(t) for t in timesteps})
     if not steps or steps[0] < 1:
-        raise ValueError(f"timesteps must be positive integers, got {list(timesteps)}")
+        raise InputError(f"timesteps must be positive integers, got {list(timesteps)}")
     T = steps[-1]
     if _is_pair(data):
         total_images = len(data[0])

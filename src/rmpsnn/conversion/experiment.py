@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..data import ImageArrays
+from ..errors import InputError
 from .convert import convert, evaluate_over_time, first_within
 
 __all__ = ["conversion_experiment"]
@@ -48,6 +49,13 @@ def conversion_experiment(
     from ..analysis import plot_accuracy_vs_timesteps
     from ..training.ann import evaluate_arrays, normalised
 
+    for name, value in (
+        ("max_timesteps", max_timesteps),
+        ("calib_images", calib_images),
+        ("batch_size", batch_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     if variants is None:
         variants = {f"{r} reset": {"reset": r} for r in resets}
     calib_set = train.balanced(calib_images, seed=seed + 1)

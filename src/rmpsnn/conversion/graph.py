@@ -24,14 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..errors import ConversionError, InputError
 from ..models.qcfs import QCFS
 from .nodes import IFNode
 
 __all__ = ["ConversionError", "build_snn_graph"]
-
-
-class ConversionError(ValueError):
-    """The ANN contains something that cannot be converted; the message names the node."""
 
 
 _LINEAR_MODULES = (
@@ -151,6 +148,21 @@ def _set_module(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
+def _avg_for_max(m: nn.Module, node: fx.Node) -> nn.Module:
+    """The average pooling that replaces max pooling ``m``: same window, stride, padding and
+    output size (``ceil_mode``); padded cells are not counted, as max pooling ignores them."""
+    dilation = m.dilation if isinstance(m.dilation, tuple) else (m.dilation,)
+    if any(d != 1 for d in dilation) or m.return_indices:
+        what = "dilation" if any(d != 1 for d in dilation) else "return_indices"
+        raise ConversionError(
+            f"{_where(node)}: max pooling with {what} has no average-pooling counterpart; "
+            f"train the ANN with nn.AvgPool (dilation 1)"
+        )
+    return _MAXPOOL[type(m)](
+        m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode, count_include_pad=False
+    )
+
+
 def _is_relu(node: fx.Node, modules) -> nn.Module | None:
     """The activation module this node applies (ReLU or QCFS), else None."""
     if node.op == "call_module":
@@ -169,7 +181,7 @@ def build_snn_graph(
 ) -> tuple[fx.GraphModule, list[str]]:
     """Trace ``ann`` and return ``(graph module, IF node names in execution order)``."""
     if maxpool not in ("avg", "error"):
-        raise ValueError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
+        raise InputError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
     gm = trace(ann)
     _fold_bn(gm)
     modules = dict(gm.named_modules())
@@ -187,12 +199,13 @@ def build_snn_graph(
                         f"{_where(node)}: max pooling has no exact spiking counterpart; "
                         f"train the ANN with average pooling or pass maxpool='avg'"
                     )
+                avg = _avg_for_max(m, node)
                 warnings.warn(
                     f"{_where(node)}: max pooling replaced by average pooling (accuracy may drop; train "
                     f"the ANN with AvgPool for an exact conversion)",
                     stacklevel=3,
                 )
-                _set_module(gm, node.target, _MAXPOOL[type(m)](m.kernel_size, m.stride, m.padding))
+                _set_module(gm, node.target, avg)
                 continue
         elif node.op == "call_function" and node.target in (F.dropout, F.dropout2d):
             node.replace_all_uses_with(node.args[0])
@@ -242,10 +255,17 @@ def _validate(gm: fx.GraphModule) -> None:
             raise ConversionError(
                 f"{_where(node)}: {type(m).__name__} cannot be converted to spiking neurons; {hint}"
             )
+        mixed = _mixes_batch_dim(node)
+        if mixed:
+            raise ConversionError(
+                f"{_where(node)}: {mixed}. The SNN folds time into the batch dimension (dim 0), so an "
+                f"operation on dim 0 would mix time steps; keep dim 0 as the batch (e.g. "
+                f"x.flatten(1), x.view(x.size(0), -1), torch.cat(..., dim=1))"
+            )
         if node.op == "call_function":
             if node.target in _LINEAR_FUNCS:
                 continue
-            if node.target in _SCALE_FUNCS and any(isinstance(a, (int, float)) for a in node.args):
+            if _is_scaling(node):
                 continue
             raise ConversionError(
                 f"{_where(node)}: the function {getattr(node.target, '__name__', node.target)} is "
@@ -259,3 +279,72 @@ def _validate(gm: fx.GraphModule) -> None:
                 f"{_where(node)}: the tensor method .{node.target}() cannot be converted; "
                 f"express it with Conv/Linear/AvgPool/ReLU modules"
             )
+
+
+def _is_scaling(node: fx.Node) -> bool:
+    """``x * c``, ``c * x`` or ``x / c`` with a number ``c``: linear.  ``c / x`` or ``x * y`` is not."""
+    a = node.args
+    if len(a) != 2 or node.target not in _SCALE_FUNCS:
+        return False
+    num = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in a]
+    if node.target is operator.truediv:
+        return isinstance(a[0], fx.Node) and num[1]
+    return num[0] != num[1] and any(isinstance(v, fx.Node) for v in a)
+
+
+def _arg(node: fx.Node, pos: int, name: str, default):
+    if name in node.kwargs:
+        return node.kwargs[name]
+    return node.args[pos] if len(node.args) > pos else default
+
+
+def _dims(value) -> list:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _mixes_batch_dim(node: fx.Node) -> str | None:
+    """Why ``node`` acts on dim 0 (the batch, into which time is folded), or None."""
+    t, op = node.target, node.op
+    if op == "call_method":
+        if t in ("mean", "sum"):
+            dims = _arg(node, 1, "dim", None)
+            if dims is None or 0 in _dims(dims):
+                return f".{t}() reduces over dim 0" if dims is not None else f".{t}() reduces over all dims"
+        if t in ("squeeze", "unsqueeze") and 0 in _dims(_arg(node, 1, "dim", None)):
+            return f".{t}(0) changes dim 0"
+        if t == "transpose" and 0 in (_arg(node, 1, "dim0", None), _arg(node, 2, "dim1", None)):
+            return ".transpose() moves dim 0"
+        if t == "permute":
+            order = node.args[1:] if len(node.args) > 2 else _dims(_arg(node, 1, "dims", [0]))
+            if order and order[0] != 0:
+                return ".permute() moves dim 0"
+        if t == "flatten" and _arg(node, 1, "start_dim", 0) == 0:
+            return ".flatten() starts at dim 0 (give start_dim=1)"
+        if t == "unflatten" and _arg(node, 1, "dim", None) == 0:
+            return ".unflatten(0, ...) splits dim 0"
+        if t in ("view", "reshape"):
+            shape = node.args[1:] if len(node.args) > 2 else _dims(_arg(node, 1, "shape", []))
+            if len(shape) < 2 or (isinstance(shape[0], int) and shape[0] != -1):
+                return f".{t}{tuple(shape)} does not keep dim 0 (use x.{t}(x.size(0), ...))"
+    if op == "call_function":
+        if t is torch.flatten and _arg(node, 1, "start_dim", 0) == 0:
+            return "torch.flatten starts at dim 0 (give start_dim=1)"
+        if t is torch.cat and _arg(node, 1, "dim", 0) == 0:
+            return "torch.cat joins along dim 0"
+        if t is torch.reshape:
+            shape = _dims(_arg(node, 1, "shape", []))
+            if len(shape) < 2 or (isinstance(shape[0], int) and shape[0] != -1):
+                return f"torch.reshape to {tuple(shape)} does not keep dim 0"
+        if t is operator.getitem:
+            src, idx = node.args
+            on_shape = isinstance(src, fx.Node) and (
+                (src.op == "call_function" and src.target is getattr) or src.target == "size"
+            )
+            first = idx[0] if isinstance(idx, tuple) and idx else idx
+            if not on_shape and not (isinstance(first, slice) and first == slice(None)) and first is not ...:
+                return f"indexing [{first!r}] selects along dim 0"
+    if op == "call_module" and isinstance(node.graph.owning_module, nn.Module):
+        m = node.graph.owning_module.get_submodule(node.target)
+        if isinstance(m, nn.Flatten) and m.start_dim == 0:
+            return "nn.Flatten(start_dim=0) flattens dim 0"
+    return None

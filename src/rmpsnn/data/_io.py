@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = [
     "DataError",
     "atomic_save_npz",
@@ -22,10 +24,6 @@ __all__ = [
     "extract_archive",
     "file_checksum",
 ]
-
-
-class DataError(RuntimeError):
-    """A data set is missing, corrupt or in an unexpected layout; the message says which file."""
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ._io import DataError, download_url, extract_archive
 from .images import ImageArrays
 
@@ -120,7 +121,10 @@ def _locate(root: Path, variant: str, download: bool) -> Path:
     )
     if not archive.exists():
         if not download:
-            raise DataError(f"{variant}: {base} not found. {hint} Or pass download=True.")
+            raise DataError(
+                f"{variant}: {base.resolve()} not found. {hint} Or download it: download=True in Python, "
+                f"data.download=true with `rmpsnn train` (data.root=DIR says where it goes)"
+            )
         download_url(url, archive, md5=md5, what=f"{variant} archive", manual_hint=hint)
     try:
         extract_archive(archive, root)
@@ -139,7 +143,7 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
     base = _locate(Path(root), "cifar10", download)
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
     parts = [_batch(base / f, "labels") for f in files]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
@@ -152,7 +156,7 @@ def load_cifar100(
 ) -> ImageArrays:
     """CIFAR-100 (fine labels, or the 20 coarse super-classes with ``coarse=True``)."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
     base = _locate(Path(root), "cifar100", download)
     key = "coarse_labels" if coarse else "fine_labels"
     images, labels = _batch(base / split, key)

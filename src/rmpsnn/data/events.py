@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ._io import DataError, cache_dir, download_url, extract_archive
 from .loader import mix_seed
 
@@ -113,7 +114,7 @@ def write_aedat(path: str | Path, events: np.ndarray) -> None:
     x = events["x"].astype(np.int64)
     y = events["y"].astype(np.int64)
     if x.size and (x.min() < 0 or y.min() < 0 or x.max() >= SENSOR or y.max() >= SENSOR):
-        raise ValueError("write_aedat: x and y must be in [0, 128) for a DVS128 recording")
+        raise InputError("write_aedat: x and y must be in [0, 128) for a DVS128 recording")
     addr = ((SENSOR - 1 - x) << 8) | ((SENSOR - 1 - y) << 1) | (1 - events["p"].astype(np.int64))
     words = np.stack([addr, events["t"].astype(np.int64)], 1).astype(">u4")
     header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# written by rmpsnn\r\n"
@@ -130,7 +131,7 @@ def events_to_frames(
     convention, used by most CIFAR10-DVS results); ``"time"``: equal time windows.
     """
     if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
+        raise InputError(f"T must be >= 1, got {T}")
     H, W = size
     n = len(events)
     frames = np.zeros(T * 2 * H * W, dtype=np.float32)
@@ -143,7 +144,7 @@ def events_to_frames(
         span = max(t[-1] - t[0], 1.0)
         slot = np.minimum(((t - t[0]) / span * T).astype(np.int64), T - 1)
     else:
-        raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+        raise InputError(f"split_by must be 'number' or 'time', got {split_by!r}")
     idx = ((slot * 2 + events["p"].astype(np.int64)) * H + events["y"]) * W + events["x"]
     frames += np.bincount(idx, minlength=frames.size).astype(np.float32)
     return frames.reshape(T, 2, H, W)
@@ -181,7 +182,7 @@ class CIFAR10DVS(torch.utils.data.Dataset):
     order of their index) are ``"train"``, the rest ``"test"``.  Training samples get
     :func:`augment_event_frames` (flip, roll +-5 px) unless ``augment=False``; test samples are
     only resized.  Frames of the whole split are cached (``.npy``, memory-mapped) under
-    :func:`rmpsnn.data.cache_dir`, keyed by the files' names and sizes and the parameters.
+    :func:`rmpsnn.data.cache_dir`, keyed by the files' names, sizes and modification times and the parameters.
     Items: ``(frames float32 [T, 2, size, size], label)``; batch them with
     :func:`rmpsnn.data.collate_time_major` to get ``[T, B, 2, size, size]``.
     """
@@ -202,7 +203,7 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         download: bool = False,
     ):
         if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise InputError(f"split must be 'train' or 'test', got {split!r}")
         if download:
             self.download(root)
         self.root = Path(root)
@@ -212,16 +213,30 @@ class CIFAR10DVS(torch.utils.data.Dataset):
                 f"{', '.join(CIFAR10DVS_CLASSES)} (download the 10 class zips of the original release, "
                 f"e.g. from figshare, and extract them there)"
             )
-        classes = sorted(d.name for d in self.root.iterdir() if d.is_dir())
-        if not classes:
+        # downloads/ holds the class zips of download(); hidden folders are never classes
+        folders = {d.name for d in self.root.iterdir() if d.is_dir() and d.name != "downloads"}
+        folders = {f for f in folders if not f.startswith(".")}
+        if not folders:
             raise DataError(f"{self.root} has no class folders (expected {', '.join(CIFAR10DVS_CLASSES)})")
-        self.classes = classes
+        unexpected = sorted(folders - set(CIFAR10DVS_CLASSES))
+        if unexpected:
+            raise DataError(
+                f"{self.root}: unexpected folder(s) {', '.join(unexpected)}; CIFAR10-DVS has the class "
+                f"folders {', '.join(CIFAR10DVS_CLASSES)} (move other folders out of the data root)"
+            )
+        # labels are positions in the fixed class list, so a missing class cannot shift the others
+        self.classes = list(CIFAR10DVS_CLASSES)
         files, labels = [], []
-        for c, name in enumerate(classes):
+        for c, name in enumerate(self.classes):
+            if name not in folders:
+                continue
             fs = sorted((self.root / name).glob("*.aedat"), key=_natural_key)
-            if not fs:
-                raise DataError(f"{self.root / name} holds no .aedat files")
-            k = round(len(fs) * train_fraction)
+            if len(fs) < 2:
+                raise DataError(
+                    f"{self.root / name} holds {len(fs)} .aedat file(s); each class needs at least 2 so "
+                    f"that both the train and the test split get one (the original has 1000 per class)"
+                )
+            k = min(len(fs) - 1, max(1, round(len(fs) * train_fraction)))
             chosen = fs[:k] if split == "train" else fs[k:]
             files += chosen
             labels += [c] * len(chosen)
@@ -258,7 +273,8 @@ class CIFAR10DVS(torch.utils.data.Dataset):
             return np.stack([self._integrate(f) for f in self.files]) if self.files else np.zeros(0)
         h = hashlib.sha256(f"{self.T}|{self.size}|{self.split_by}".encode())
         for f in self.files:
-            h.update(f"{f.relative_to(self.root)}\0{f.stat().st_size}\n".encode())
+            st = f.stat()  # the modification time too: an edit that keeps the size must not hit the cache
+            h.update(f"{f.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         path = cache_dir(cache_root) / f"cifar10dvs-{h.hexdigest()[:24]}.npy"
         if path.exists():
             try:
@@ -337,7 +353,7 @@ def emulate_events(
     if img.ndim == 3:  # [C, H, W] -> grey
         img = img.float().mean(0) if img.shape[0] in (1, 3) else img.float().mean(-1)
     if img.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"emulate_events: expected an image [C, H, W] or [H, W], got shape {tuple(img.shape)}"
         )
     img = img.float()

@@ -23,9 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ._io import DataError, atomic_save_npz, cache_dir, file_checksum
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageArrays", "ImageFolderDataset", "list_image_folder", "load_image_folder"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageArrays",
+    "ImageFolderDataset",
+    "has_split",
+    "list_image_folder",
+    "load_image_folder",
+    "require_classes",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 _CACHE_VERSION = 1
@@ -43,11 +52,17 @@ class ImageArrays:
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise ValueError(
+            raise InputError(
                 f"images must be uint8 [N, C, H, W], got {self.images.dtype} {self.images.shape}"
             )
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+            raise InputError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            bad = self.labels[(self.labels < 0) | (self.labels >= len(self.classes))][0]
+            raise DataError(
+                f"{self.name or 'data set'}: label {int(bad)} is outside 0..{len(self.classes) - 1} "
+                f"(the {len(self.classes)} classes); the label file is corrupt or belongs to another data set"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -76,38 +91,82 @@ class ImageArrays:
         return self.subset(np.sort(np.concatenate(keep)))
 
 
+def require_classes(data: ImageArrays, minimum: int = 2) -> None:
+    """Refuse training data in which fewer than ``minimum`` classes occur: a classifier trained on
+    one class reaches 100 % while learning nothing."""
+    present = np.unique(data.labels)
+    if len(present) < minimum:
+        names = ", ".join(data.classes[i] for i in present) or "none"
+        raise DataError(
+            f"{data.name or 'the training data'}: {len(data)} images of {len(present)} class(es) ({names}); "
+            f"a classifier needs images of at least {minimum} classes"
+        )
+
+
 # ----------------------------------------------------------------------------- listing
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+SPLITS = ("train", "test", "val")
+
+
+def _zip_classes(names: list[str], split: str | None) -> dict[str, list[str]]:
+    prefix = f"{split}/" if split else ""
+    by_class: dict[str, list[str]] = {}
+    for n in names:
+        if n.startswith(prefix) and _is_image(n):
+            parts = n[len(prefix) :].split("/")
+            if len(parts) == 2 and not parts[0].startswith("."):
+                by_class.setdefault(parts[0], []).append(n)
+    return by_class
+
+
+def _dir_classes(base: Path) -> list[str]:
+    return sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def has_split(source: str | Path, split: str) -> bool:
+    """Whether the image folder (directory or zip) ``source`` has a ``split/`` folder."""
+    source = Path(source)
+    if source.is_dir():
+        return (source / split).is_dir()
+    if source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as z:
+            return any(n.startswith(f"{split}/") for n in z.namelist())
+    return False
+
+
 def list_image_folder(source: str | Path, split: str | None) -> tuple[list[str], list[tuple[str, int]]]:
     """Classes (sorted) and ``(member, label)`` pairs of ``source[/split]/<class>/<file>``.
 
-    Members are paths relative to ``source`` (zip member names for a zip)."""
+    Members are paths relative to ``source`` (zip member names for a zip).  Labels are the
+    positions of the class names in one sorted list, so every split of ``source`` (train, test,
+    val) must have the same class folders: a :class:`DataError` names the difference otherwise
+    (a class missing from one split would silently shift the labels of the classes after it)."""
     source = Path(source)
     prefix = f"{split}/" if split else ""
     if source.is_dir():
         base = source / split if split else source
         if not base.is_dir():
             raise DataError(f"{base} not found: expected {source}/{prefix}<class>/<image files>")
-        classes = sorted(d.name for d in base.iterdir() if d.is_dir())
+        classes = _dir_classes(base)
         items = [
             (f"{prefix}{c}/{f.name}", i)
             for i, c in enumerate(classes)
             for f in sorted((base / c).iterdir())
             if f.is_file() and _is_image(f.name)
         ]
+        others = {
+            s: _dir_classes(source / s) for s in SPLITS if split and s != split and (source / s).is_dir()
+        }
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as z:
-            names = [n for n in z.namelist() if n.startswith(prefix) and _is_image(n)]
-        by_class: dict[str, list[str]] = {}
-        for n in names:
-            parts = n[len(prefix) :].split("/")
-            if len(parts) == 2:
-                by_class.setdefault(parts[0], []).append(n)
+            names = z.namelist()
+        by_class = _zip_classes(names, split)
         classes = sorted(by_class)
         items = [(n, i) for i, c in enumerate(classes) for n in sorted(by_class[c])]
+        others = {s: sorted(_zip_classes(names, s)) for s in SPLITS if split and s != split}
     elif source.exists():
         raise DataError(f"{source} is neither a directory nor a zip file")
     else:
@@ -116,6 +175,15 @@ def list_image_folder(source: str | Path, split: str | None) -> tuple[list[str],
         raise DataError(
             f"no images found under {source} (split {split!r}): expected {prefix}<class>/<image files>"
         )
+    for other, other_classes in others.items():
+        if other_classes and other_classes != classes:
+            only_here = sorted(set(classes) - set(other_classes))
+            only_there = sorted(set(other_classes) - set(classes))
+            raise DataError(
+                f"{source}: the class folders of {split}/ and {other}/ differ (only in {split}/: "
+                f"{', '.join(only_here) or '-'}; only in {other}/: {', '.join(only_there) or '-'}). "
+                f"Labels are positions in the sorted class list, so every split needs the same class folders"
+            )
     return classes, items
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ..errors import InputError
 from .images import ImageArrays
 from .transforms import to_float
 
@@ -92,9 +93,9 @@ class _EpochBatches:
 
 def _check_batching(batch_size: int, rank: int, world_size: int) -> None:
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        raise InputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
 
 
 class ArrayLoader(_EpochBatches):

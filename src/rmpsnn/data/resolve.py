@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ._io import DataError
-from .images import ImageArrays
+from .images import ImageArrays, has_split
 
 __all__ = ["channel_stats", "load_digits", "load_static", "synthetic_images"]
 
@@ -33,12 +34,9 @@ def load_static(spec: str | None, split: str) -> ImageArrays:
             f"data {spec!r} not found: give 'shared' (../shared/data/cifar10-jpeg.zip), a folder holding "
             f"cifar-10-batches-py/ or cifar-100-python/, or an image folder/zip with train/ and test/"
         )
-    try:
-        return load_image_folder(p, split)
-    except DataError:
-        if split == "test":
-            return load_image_folder(p, "val")
-        raise
+    if split == "test" and not has_split(p, "test") and has_split(p, "val"):
+        split = "val"  # ImageNet-style folders; other errors (a corrupt image) are reported as they are
+    return load_image_folder(p, split)
 
 
 def channel_stats(data: ImageArrays, max_images: int = 10_000) -> tuple[list[float], list[float]]:
@@ -56,7 +54,7 @@ def synthetic_images(
     """A small learnable image set for smoke tests and distributed checks: class ``c`` is noise
     with a brighter square in a class-specific position.  Deterministic in ``(seed, split)``."""
     if num_classes < 2 or size < 8:
-        raise ValueError(f"synthetic_images needs num_classes >= 2 and size >= 8, got {num_classes}, {size}")
+        raise InputError(f"synthetic_images needs num_classes >= 2 and size >= 8, got {num_classes}, {size}")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     labels = np.arange(n) % num_classes
     images = rng.normal(90, 30, (n, 3, size, size))

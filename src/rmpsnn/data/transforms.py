@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -46,7 +48,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def _check_batch(x: torch.Tensor, what: str) -> None:
     if x.ndim != 4:
-        raise ValueError(f"{what}: expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
+        raise InputError(f"{what}: expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
 
 
 def _rand(n, generator, device):
@@ -99,7 +101,7 @@ class RandomCrop:
         xp = F.pad(x, (p, p, p, p)) if p else x
         Hp, Wp = H + 2 * p, W + 2 * p
         if h > Hp or w > Wp:
-            raise ValueError(f"RandomCrop: crop {h}x{w} larger than padded image {Hp}x{Wp}")
+            raise InputError(f"RandomCrop: crop {h}x{w} larger than padded image {Hp}x{Wp}")
         oy = (torch.rand(B, generator=generator) * (Hp - h + 1)).long().to(x.device)
         ox = (torch.rand(B, generator=generator) * (Wp - w + 1)).long().to(x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, h, 1]
@@ -160,7 +162,7 @@ def _to_pil(img):
         return img, True
     if torch.is_tensor(img):
         if img.dtype != torch.uint8 or img.ndim != 3:
-            raise ValueError(f"expected a uint8 image tensor [C, H, W], got {img.dtype} {tuple(img.shape)}")
+            raise InputError(f"expected a uint8 image tensor [C, H, W], got {img.dtype} {tuple(img.shape)}")
         return Image.fromarray(img.permute(1, 2, 0).numpy()), False
     raise TypeError(f"expected a PIL image or a uint8 tensor [C, H, W], got {type(img).__name__}")
 
@@ -267,7 +269,7 @@ def _apply_op(img, op: str, mag: float, fill=(128, 128, 128)):
         return ImageOps.equalize(img)
     if op == "Invert":
         return ImageOps.invert(img)
-    raise ValueError(f"unknown AutoAugment operation {op!r}")
+    raise InputError(f"unknown AutoAugment operation {op!r}")
 
 
 class AutoAugment:
@@ -277,7 +279,7 @@ class AutoAugment:
 
     def __init__(self, policy: str = "cifar10", fill: tuple[int, int, int] = (128, 128, 128)):
         if policy not in _POLICIES:
-            raise ValueError(f"unknown AutoAugment policy {policy!r}; valid values: {', '.join(_POLICIES)}")
+            raise InputError(f"unknown AutoAugment policy {policy!r}; valid values: {', '.join(_POLICIES)}")
         self.policy = policy
         self.fill = tuple(fill)
 

@@ -38,16 +38,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError, NIRExportError
 from ..layers import TimeFolded, _TdBatchNorm, repeat_time
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
 
 __all__ = ["NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
 
 DT = 1.0
-
-
-class NIRExportError(ValueError):
-    """The model (or graph) holds something NIR (or rmpsnn's importer) cannot express."""
 
 
 def _nir():
@@ -359,7 +356,7 @@ def to_nir(
     nir = _nir()
     if isinstance(model, ConvertedSNN):
         if timesteps is None:
-            raise ValueError("to_nir of a converted SNN needs timesteps= (how many steps it runs)")
+            raise InputError("to_nir of a converted SNN needs timesteps= (how many steps it runs)")
         b = _emit_converted(model, sample_input, allow_lossy_reset)
         meta = {"rmpsnn": {"dt": DT, "timesteps": int(timesteps), "input": "static"}}
         return _finish(nir, b, meta, path)
@@ -524,7 +521,16 @@ def from_nir(graph) -> NIRNetwork:
     the read-out mode and the number of steps are restored from rmpsnn's metadata."""
     nir = _nir()
     if isinstance(graph, (str, Path)):
-        graph = nir.read(str(graph))
+        path = Path(graph)
+        if not path.is_file():
+            raise NIRExportError(f"NIR file {path} not found")
+        try:
+            graph = nir.read(str(path))
+        except Exception as e:  # h5py and nir raise many types for a damaged or foreign file
+            raise NIRExportError(
+                f"{path}: not a readable NIR file ({type(e).__name__}: {e}); it may be truncated or "
+                f"not written by a NIR exporter"
+            ) from e
     inputs: dict[str, list[str]] = {}
     for src, dst in graph.edges:
         inputs.setdefault(dst, []).append(src)

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 
 from .. import surrogate as _surrogate
+from ..errors import InputError, NonFiniteError
 
 __all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
 
@@ -71,7 +72,7 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
     if t.ndim == 1 and nd >= 2 and t.shape[0] == sample_shape[1]:
         t = t.reshape((1, -1) + (1,) * (nd - 2))
     if t.ndim > nd:
-        raise ValueError(
+        raise InputError(
             f"{name} has shape {tuple(value.shape)}, more dimensions than one time step of the input "
             f"{tuple(sample_shape)}; give a scalar, a per-channel vector of length C, or a tensor "
             f"broadcastable to [B, ...]"
@@ -79,7 +80,7 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
     full = (1,) * (nd - t.ndim) + tuple(t.shape)
     for d, (p, s) in enumerate(zip(full, sample_shape, strict=True)):
         if p not in (1, s):
-            raise ValueError(
+            raise InputError(
                 f"{name} of shape {tuple(value.shape)} does not match one time step of the input "
                 f"{tuple(sample_shape)} (dimension {d}: {p} vs {s}); give a scalar, a per-channel "
                 f"vector of length {sample_shape[1] if nd >= 2 else sample_shape[0]}, or a tensor "
@@ -99,9 +100,9 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
 
 def _check_threshold(v_th: torch.Tensor) -> None:
     if v_th.numel() == 0:
-        raise ValueError("v_th is an empty tensor; give a number or one value per channel/neuron")
+        raise InputError("v_th is an empty tensor; give a number or one value per channel/neuron")
     if not bool((v_th > 0).all()):
-        raise ValueError(
+        raise InputError(
             f"v_th must be > 0 everywhere (a neuron with threshold <= 0 fires on every step); "
             f"got min {v_th.min().item():g}"
         )
@@ -111,27 +112,39 @@ def _check_input(x: torch.Tensor, fn: str) -> None:
     if not torch.is_tensor(x):
         raise TypeError(f"{fn}: expected a tensor, got {type(x).__name__}")
     if x.ndim < 2:
-        raise ValueError(
+        raise InputError(
             f"{fn}: expected a time-major tensor [T, B, ...] with at least 2 dimensions, got shape "
             f"{tuple(x.shape)}; for a single time step use x.unsqueeze(0), or the stateful module "
             f"with step_mode='single'"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{fn}: the time dimension (dim 0) is empty (T = 0); give at least one time step")
+        raise InputError(f"{fn}: the time dimension (dim 0) is empty (T = 0); give at least one time step")
     if not x.is_floating_point():
         raise TypeError(f"{fn}: expected a floating-point tensor, got {x.dtype}")
+    # On CPU both backends refuse NaN/inf: the fused kernel is compiled for finite values, so it and
+    # the PyTorch loop would answer differently (spikes and gradients).  The sum is one vectorised
+    # pass (~1/20 of the neuron's forward); only a non-finite sum is checked element by element.
+    # (CUDA tensors are not checked: that would synchronise every layer; NaN propagates there.)
+    if x.device.type == "cpu" and x.numel() and not torch.compiler.is_compiling():
+        xd = x.detach()
+        if not torch.isfinite(xd.sum()) and not bool(torch.isfinite(xd).all()):
+            bad = int((~torch.isfinite(xd)).sum())
+            raise NonFiniteError(
+                f"{fn}: the input holds {bad} NaN or infinite value(s) of {xd.numel()}; the layers "
+                f"before the neuron diverged (lower the learning rate) or the data holds NaN"
+            )
 
 
 def _check_tau(tau: float) -> float:
     tau = float(tau)
     if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
+        raise InputError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
     return tau
 
 
 def _check_reset(reset: str) -> None:
     if reset not in RESETS:
-        raise ValueError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
+        raise InputError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
 
 
 # --------------------------------------------------------------------------- torch path
@@ -365,13 +378,13 @@ class _LIFFunction(torch.autograd.Function):
 def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> bool:
     """True when the fused CPU kernel runs."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid values: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(BACKENDS)}")
     if backend == "auto":
         backend = os.environ.get("RMPSNN_BACKEND", "auto")
     fits = x.device.type == "cpu" and x.dtype == torch.float32 and sg.kernel_id is not None
     if backend == "cpu":
         if not fits:
-            raise ValueError(
+            raise InputError(
                 "backend='cpu' (fused kernel) needs a float32 CPU tensor and a built-in surrogate; "
                 f"got {x.dtype} on {x.device} with {sg!r}. Use backend='torch' or 'auto'."
             )
@@ -432,7 +445,7 @@ def lif_multistep_state(
     v0_shape = None
     if isinstance(v_init, str):
         if v_init != "half":
-            raise ValueError(f"v_init must be None, a number, a tensor or 'half', got {v_init!r}")
+            raise InputError(f"v_init must be None, a number, a tensor or 'half', got {v_init!r}")
         v0 = _Param(th.bcast * 0.5, th.flat * 0.5, th.stride)
     elif v_init is not None:
         v0 = _as_param(v_init, sample_shape, "v_init", x)
@@ -441,14 +454,14 @@ def lif_multistep_state(
     use_cpu = _select_backend(backend, x, sg)
     hard = reset == "hard"
     if membrane_storage not in STORAGES:
-        raise ValueError(
+        raise InputError(
             f"unknown membrane_storage {membrane_storage!r}; valid values: {', '.join(STORAGES)}"
         )
     compact = membrane_storage == "compact" or (
         membrane_storage == "auto" and os.environ.get("RMPSNN_MEMBRANE_STORAGE", "auto") != "float32"
     )
     if membrane_storage == "compact" and not (use_cpu and sg.support_radius is not None):
-        raise ValueError(
+        raise InputError(
             "membrane_storage='compact' needs the fused CPU kernel (float32 CPU input) and a surrogate "
             f"of finite support (inflor, rectangle, triangle); got {sg.name!r} on {x.device}"
         )

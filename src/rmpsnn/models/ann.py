@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import InputError
 from .qcfs import QCFS
 from .registry import register
 
@@ -20,7 +21,7 @@ def make_activation(activation: str = "relu", levels: int = 8) -> nn.Module:
         return nn.ReLU()
     if activation == "qcfs":
         return QCFS(levels)
-    raise ValueError(f"unknown activation {activation!r}; valid values: relu, qcfs")
+    raise InputError(f"unknown activation {activation!r}; valid values: relu, qcfs")
 
 
 def _conv_block(cin, cout, act, bn, bias, levels, stride=1, k=3):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class _FloorSTE(torch.autograd.Function):
     @staticmethod
@@ -31,7 +33,7 @@ class QCFS(nn.Module):
     def __init__(self, levels: int = 8, threshold: float = 8.0):
         super().__init__()
         if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
+            raise InputError(f"levels must be >= 1, got {levels}")
         self.levels = int(levels)
         self.threshold = nn.Parameter(torch.tensor(float(threshold)))
 

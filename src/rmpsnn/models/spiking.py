@@ -14,6 +14,7 @@ import functools
 
 from torch import nn
 
+from ..errors import InputError
 from ..layers import TdBatchNorm2d, TimeFolded, repeat_time, residual_alpha
 from ..neurons import LIF, OutputIntegrator
 from .registry import register
@@ -60,7 +61,7 @@ class SpikingNet(nn.Module):
     ):
         super().__init__()
         if timesteps < 1:
-            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+            raise InputError(f"timesteps must be >= 1, got {timesteps}")
         self.timesteps = timesteps
         self.stem_conv, self.stem_bn = stem_conv, stem_bn
         self.stem_lif = LIF(**neuron_kwargs)
@@ -74,7 +75,7 @@ class SpikingNet(nn.Module):
             T, B = x.shape[:2]
             y = self.stem_bn(self.stem_conv(x.flatten(0, 1))).unflatten(0, (T, B))
         else:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: expected a static batch [B, C, H, W] or event frames "
                 f"[T, B, C, H, W], got shape {tuple(x.shape)}"
             )

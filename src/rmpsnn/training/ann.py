@@ -8,6 +8,7 @@ set's per-channel statistics (stored in the checkpoint, because the SNN must see
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -17,8 +18,11 @@ import torch.nn.functional as F
 
 from ..data import ArrayLoader, ImageArrays
 from ..data import transforms as T
+from ..data.images import require_classes
 from ..data.resolve import channel_stats, load_static
+from ..errors import InputError, NonFiniteError
 from ..models import create
+from ..models.registry import builder
 from .checkpoint import save_model
 
 __all__ = ["evaluate_arrays", "normalised", "train_ann"]
@@ -98,6 +102,32 @@ def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
+def _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s):
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("train_limit", train_limit), ("test_limit", test_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{name} must be a positive integer, or None for the whole split; got {value!r}")
+    for name, value, lowest in (
+        ("lr", lr, 0),
+        ("weight_decay", weight_decay, None),
+        ("time_budget_s", time_budget_s, 0),
+    ):
+        if value is None:
+            continue
+        ok = (
+            math.isfinite(value)
+            and abs(value) < 3.4e38
+            and (value > lowest if lowest is not None else value >= 0)
+        )
+        if not ok:
+            raise InputError(
+                f"{name} must be a finite {'positive' if lowest is not None else 'non-negative'} number, "
+                f"got {value!r}"
+            )
+
+
 def train_ann(
     model_name: str = "ann_cpu_net",
     *,
@@ -123,14 +153,20 @@ def train_ann(
     still spans ``epochs``).  ``out`` saves a safetensors checkpoint with the model name, its
     arguments, the input statistics and the accuracies.
     """
+    _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s)
     torch.manual_seed(seed)
     train, test, mean, std, loader = _prepare_data(data, train_limit, test_limit, seed, batch_size, device)
+    require_classes(train)
     kwargs = {"num_classes": train.num_classes, "activation": activation, **(model_kwargs or {})}
+    params = inspect.signature(builder(model_name)).parameters
+    for key, value in (("in_channels", train.images.shape[1]), ("image_size", train.images.shape[-1])):
+        if key in params:  # the model takes the data's shape (digits: 1 x 8 x 8), unless told otherwise
+            kwargs.setdefault(key, value)
     if activation == "qcfs":
         kwargs["qcfs_levels"] = qcfs_levels
     model = create(model_name, **kwargs).to(device)
     if len(loader) == 0:
-        raise ValueError(
+        raise InputError(
             f"batch_size={batch_size} is larger than the training set ({len(train)} images); lower it"
         )
     opt, sched = _sgd_warmup_cosine(model, lr, weight_decay, len(loader), epochs)
@@ -145,7 +181,7 @@ def train_ann(
             out_ = model(x)
             loss = F.cross_entropy(out_, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise NonFiniteError(
                     f"train-ann: loss became {loss.item()} at epoch {epoch}, step {step}; "
                     f"lower the learning rate (now {sched.get_last_lr()[0]:.4g})"
                 )

@@ -6,13 +6,21 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "load_model", "resolve_checkpoint", "save_model"]
+from ..errors import CheckpointError, NonFiniteError
+
+__all__ = ["CheckpointError", "load_model", "nonfinite_tensors", "resolve_checkpoint", "save_model"]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt or does not match the model."""
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers of ``model`` holding NaN or inf."""
+    return [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def save_model(
@@ -25,6 +33,12 @@ def save_model(
 
     from ..data._io import atomic_write
 
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise NonFiniteError(
+            f"not saving {path}: {len(bad)} weight tensor(s) are NaN or infinite ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); training diverged -- lower the learning rate"
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"model": model_name, "kwargs": json.dumps(model_kwargs), "info": json.dumps(info)}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), durable=True)
@@ -69,17 +83,32 @@ def load_model(
     name = model_name or meta.get("model")
     if not name:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
-    kwargs = json.loads(meta.get("kwargs", "{}"))
+    kwargs, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
     try:
         model = create(name, **kwargs)
     except ValueError as e:
         raise CheckpointError(f"{path} does not match model {name!r}: {e}") from e
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensors of the wrong shape
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path} does not match model {name!r} {kwargs}: {first} (was it saved with other arguments?)"
+        ) from e
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match model {name!r} {kwargs}: missing {list(missing)[:5]}, unexpected "
             f"{list(unexpected)[:5]}"
         )
-    info = json.loads(meta.get("info", "{}"))
     info.update(model=name, kwargs=kwargs)
     return model.to(device), info
+
+
+def _metadata_json(path: Path, meta: dict, key: str) -> dict:
+    try:
+        value = json.loads(meta.get(key, "{}"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not a JSON object")
+    return value

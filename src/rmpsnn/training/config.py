@@ -17,6 +17,7 @@ Sections (every key has a default; see ``configs/cpu.yaml`` for a commented exam
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -24,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
 __all__ = ["ConfigError", "TrainConfig", "apply_overrides", "config_to_dict", "load_config"]
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid (the message names the key and the fix)."""
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _choices(*values: str) -> dict:
@@ -145,6 +147,9 @@ def _coerce(where: str, owner: type, f: dataclasses.Field, value: Any):
                 pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        # nan passes every `<`/`>` range check and inf (or > float32's max) breaks the optimizer
+        if ok and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+            raise ConfigError(f"{where} must be a finite number within float32's range, got {value!r}")
     elif tp is str:
         if isinstance(value, bool) and "on" in f.metadata.get("choices", ()):
             value = "on" if value else "off"  # YAML reads on/off/yes/no as booleans
@@ -210,6 +215,25 @@ def _validate(cfg: TrainConfig) -> None:
     ):
         if value < lo:
             raise ConfigError(f"{where} must be >= {lo}, got {value}")
+    for where, value in (
+        ("data.train_limit", cfg.data.train_limit),
+        ("data.test_limit", cfg.data.test_limit),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{where} must be >= 1, or null for the whole split; got {value}")
+    for where, value in (
+        ("run.checkpoint_minutes", cfg.run.checkpoint_minutes),
+        ("run.time_budget_min", cfg.run.time_budget_min),
+    ):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{where} must be > 0, got {value}")
+    if cfg.optim.weight_decay < 0 or cfg.optim.warmup_epochs < 0 or not 0 <= cfg.optim.momentum < 1:
+        raise ConfigError(
+            f"optim.weight_decay and optim.warmup_epochs must be >= 0 and optim.momentum in [0, 1); got "
+            f"{cfg.optim.weight_decay}, {cfg.optim.warmup_epochs}, {cfg.optim.momentum}"
+        )
+    if cfg.data.event_size < 8:
+        raise ConfigError(f"data.event_size must be >= 8 pixels, got {cfg.data.event_size}")
     if not cfg.optim.lr > 0:
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
     if cfg.rmp.p <= 0 or cfg.rmp.k < 0:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
+
 __all__ = ["Dist", "init_distributed"]
 
 
@@ -53,7 +55,7 @@ def _pick_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(requested)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"run.device={requested!r} but CUDA is not available here; use run.device=cpu")
+        raise InputError(f"run.device={requested!r} but CUDA is not available here; use run.device=cpu")
     return dev
 
 

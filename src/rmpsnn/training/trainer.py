@@ -41,14 +41,17 @@ import torch.nn.functional as F
 
 from ..data import ArrayLoader, DatasetLoader, ImageArrays, collate_time_major
 from ..data import transforms as T
+from ..data.images import require_classes
+from ..errors import NonFiniteError
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..models.registry import builder
 from ..neurons import MembraneRecorder
 from .ann import _param_groups, warmup_cosine
-from .checkpoint import CheckpointError, save_model
+from .checkpoint import CheckpointError, nonfinite_tensors, save_model
 from .config import ConfigError, TrainConfig, config_to_dict, load_config
 from .distributed import Dist, init_distributed
+from .rundir import RunLock, read_metrics, remove_stale_temp_files
 from .state import load_state, save_state
 
 __all__ = ["Trainer", "evaluate_model", "train"]
@@ -125,6 +128,7 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         test = _static_arrays(cfg, "test")
         if d.dataset != "synthetic":
             train, test = train.balanced(d.train_limit, seed), test.balanced(d.test_limit, seed)
+        require_classes(train)
         mean, std = channel_stats(train)
         size = train.images.shape[-1]
         aug = []
@@ -161,7 +165,7 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         if d.dataset == "cifar10-dvs":
             train = CIFAR10DVS(d.root, "train", T=steps, size=d.event_size, seed=seed, download=d.download)
             test = CIFAR10DVS(d.root, "test", T=steps, size=d.event_size, seed=seed)
-            classes = 10
+            classes = len(train.classes)
         else:  # DVS-like events emulated from a static image set (offline stand-in for CIFAR10-DVS)
             base_train, base_test = _static_arrays(cfg, "train"), _static_arrays(cfg, "test")
             base_train = base_train.balanced(d.train_limit, seed)
@@ -287,6 +291,7 @@ class Trainer:
         self.partial = torch.zeros(5, dtype=torch.float64)  # ce*n, rmp*n, correct, seen, seconds
         self._saved = (0, 0)  # (epoch, step) of the last checkpoint written
         self._tb = None
+        self.lock = RunLock(self.run_dir)
 
     # -- set-up helpers
     def _model_kwargs(self) -> dict:
@@ -298,6 +303,12 @@ class Trainer:
             "in_channels": self.data.in_channels,
             **m.kwargs,
         }
+        if kw["num_classes"] != self.data.num_classes:
+            raise ConfigError(
+                f"model.kwargs.num_classes={kw['num_classes']} but {self.cfg.data.dataset} has "
+                f"{self.data.num_classes} classes (labels 0..{self.data.num_classes - 1}); drop the override "
+                f"(the model takes the data's class count)"
+            )
         params = inspect.signature(builder(m.name)).parameters
         if "image_size" in params:
             kw.setdefault("image_size", self.data.image_size)
@@ -376,9 +387,22 @@ class Trainer:
         every process together: the epoch's partial sums are those of all processes."""
         partial = self.partial.clone()
         partial[:4] = self.dist.all_reduce(partial[:4].clone())
+        self._check_finite()
         if self.dist.is_main:
             save_state(self.run_dir / "last.safetensors", self.state_dict(partial), self._metadata())
         self._saved = (self.epoch, self.step)
+
+    def _check_finite(self) -> None:
+        """A checkpoint is only written (and called good) when every weight and buffer is finite."""
+        bad = nonfinite_tensors(self.model)
+        if bad:
+            raise NonFiniteError(
+                f"{len(bad)} weight tensor(s) became NaN or infinite ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}) by epoch {self.epoch + 1}, step {self.step}; they are "
+                f"not saved, and the last good checkpoint {self.run_dir / 'last.safetensors'} (epoch "
+                f"{self._saved[0] + 1}, step {self._saved[1]}) is kept. Start a new run with a lower "
+                f"optim.lr or with optim.grad_clip set"
+            )
 
     def load_checkpoint(self, path: Path) -> None:
         state, _ = load_state(path)
@@ -426,8 +450,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         path = self.run_dir / "metrics.jsonl"
-        recs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        recs = [r for r in recs if r["epoch"] <= epochs_done]
+        recs = [r for r in read_metrics(path) if r["epoch"] <= epochs_done]
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=_CSV_FIELDS, extrasaction="ignore")
@@ -436,7 +459,13 @@ class Trainer:
 
     # -- the loop
     def prepare_run_dir(self, resume: bool) -> None:
+        """Take the run directory's lock (rank 0), clear what a killed process left, and on a new
+        run write the configuration."""
         if self.dist.is_main:
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise ConfigError(f"run.out={self.run_dir} is a file; give a directory path for the run")
+            self.lock.acquire()
+            remove_stale_temp_files(self.run_dir)
             if not resume:
                 if (self.run_dir / "last.safetensors").exists() and not self.cfg.run.overwrite:
                     raise ConfigError(
@@ -483,6 +512,8 @@ class Trainer:
         if resume:
             self.load_checkpoint(self.run_dir / "last.safetensors")
             self._truncate_metrics(self.epoch)
+            if self.epoch >= cfg.optim.epochs:
+                return self._already_finished()
             self.log(
                 f"resumed {self.run_dir} at epoch {self.epoch + 1}, "
                 f"step {self.step} of {self.steps_per_epoch}"
@@ -522,7 +553,7 @@ class Trainer:
                     )
                     bad, save_now = bool(flags[0]), bool(flags[1])
                 if bad:
-                    raise FloatingPointError(
+                    raise NonFiniteError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1} (global "
                         f"step {self.global_step + 1}); the last good checkpoint "
                         f"{self.run_dir / 'last.safetensors'} (epoch {self._saved[0] + 1}, step "
@@ -610,6 +641,7 @@ class Trainer:
                 eval_seconds=time.perf_counter() - t0,
             )
             if ev["accuracy"] > self.best_accuracy:
+                self._check_finite()
                 self.best_accuracy = ev["accuracy"]
                 if self.dist.is_main:
                     save_model(
@@ -635,8 +667,23 @@ class Trainer:
         )
         return rec
 
-    def _finish(self, last: dict) -> dict:
-        summary = {
+    def _already_finished(self) -> dict:
+        """``--resume`` of a run that has done all its epochs: report it, change nothing."""
+        self.log(f"{self.run_dir} already finished its {self.cfg.optim.epochs} epochs; nothing to resume")
+        path = self.run_dir / "summary.json"
+        if path.is_file():
+            with contextlib.suppress(json.JSONDecodeError):
+                return json.loads(path.read_text())
+        # killed between the last checkpoint and the summary: write it from the last epoch's record
+        # (no collective calls here: every process takes this path, whatever the files say)
+        recs = read_metrics(self.run_dir / "metrics.jsonl")
+        summary = self._summary(recs[-1] if recs else {})
+        if self.dist.is_main:
+            path.write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _summary(self, last: dict) -> dict:
+        return {
             "run_dir": str(self.run_dir),
             "epochs_done": self.epoch,
             "best_test_accuracy": self.best_accuracy,
@@ -645,6 +692,9 @@ class Trainer:
             "seconds": self.elapsed,
             "processes": self.dist.world_size,
         }
+
+    def _finish(self, last: dict) -> dict:
+        summary = self._summary(last)
         if self.dist.enabled:  # all processes must end with identical weights
             flat = torch.cat([p.detach().flatten().double().cpu() for p in self.model.parameters()])
             checks = torch.zeros(self.dist.world_size, dtype=torch.float64)
@@ -692,4 +742,5 @@ def train(
     try:
         return trainer.fit(resume=resume is not None)
     finally:
+        trainer.lock.release()
         trainer.dist.close()

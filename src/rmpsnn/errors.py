@@ -1,0 +1,58 @@
+"""One family of errors for everything a user can get wrong.
+
+Every error rmpsnn raises on bad input derives from :class:`RmpsnnError`; the message says what
+was wrong and how to fix it.  The ``rmpsnn`` command prints any of them as one line and exits 2,
+and anything else (a bug) with its traceback.  Each class also derives from the builtin a Python
+user would expect (``ValueError`` for a bad argument, ``RuntimeError`` for a bad file), so
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "ConversionError",
+    "DataError",
+    "InputError",
+    "NIRExportError",
+    "NonFiniteError",
+    "RmpsnnError",
+    "RunLockedError",
+]
+
+
+class RmpsnnError(Exception):
+    """Base of every error caused by the user's input, files or environment (not by a bug)."""
+
+
+class InputError(RmpsnnError, ValueError):
+    """An argument has the wrong value, shape or type."""
+
+
+class ConfigError(InputError):
+    """A configuration file or override is invalid (the message names the key and the fix)."""
+
+
+class DataError(RmpsnnError, RuntimeError):
+    """A data set is missing, corrupt or in an unexpected layout; the message says which file."""
+
+
+class CheckpointError(RmpsnnError, RuntimeError):
+    """A checkpoint is missing, corrupt or does not match the model."""
+
+
+class ConversionError(InputError):
+    """The ANN contains something that cannot be converted; the message names the node."""
+
+
+class NIRExportError(InputError):
+    """The model (or graph) holds something NIR (or rmpsnn's importer) cannot express."""
+
+
+class NonFiniteError(RmpsnnError, FloatingPointError):
+    """Training diverged: a loss, gradient or weight became NaN or infinite."""
+
+
+class RunLockedError(RmpsnnError, RuntimeError):
+    """Another process is writing the same run directory."""

@@ -1,0 +1,109 @@
+"""What keeps a run directory consistent: one writer at a time, no stale temporary files, and
+metrics that survive a kill in the middle of a line.
+
+Guarantees (see docs/training.md):
+
+- **Lock.** A process that trains into a run directory holds an exclusive ``fcntl`` lock on
+  ``RUN_DIR/.lock`` for as long as it runs; a second ``rmpsnn train`` (``--resume``, or
+  ``run.overwrite=true``) on the same directory stops at once with one line naming the holder.
+  The lock is released by the kernel when the process dies, so a killed run never stays locked.
+  (On systems without ``fcntl`` the lock is a no-op.)
+- **Temporary files.** Checkpoints are written to a temporary file and renamed; temporary
+  files left by a killed write are removed when the next process takes the lock.
+- **Metrics.** ``metrics.jsonl`` is read line by line; a cut-off *last* line (a kill during the
+  write) is dropped, and any other broken line is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from ..errors import CheckpointError, InputError, RunLockedError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["RunLock", "read_metrics", "remove_stale_temp_files"]
+
+
+class RunLock:
+    """Exclusive lock on a run directory (``with RunLock(run_dir): ...`` or acquire/release)."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self._file = None
+
+    def acquire(self) -> RunLock:
+        if self._file is not None:
+            return self
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise InputError(f"{self.run_dir} is a file, not a run directory; choose another path")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.run_dir / ".lock", "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise RunLockedError(
+                    f"{self.run_dir} is in use by {holder}; wait for that run to end (or stop it), "
+                    f"then resume with `rmpsnn train --resume {self.run_dir}`"
+                ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            if fcntl is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def remove_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the ``*.tmp`` files that killed atomic writes left in ``run_dir`` (call it only while
+    holding the run's lock: then no write of this run is in progress)."""
+    removed = []
+    for p in Path(run_dir).glob("*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl``; a cut-off last line is dropped (see the module doc)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break  # the process was killed while writing this line; the epoch is redone on resume
+            raise CheckpointError(
+                f"{path}, line {i + 1}: not a JSON record ({e}); the file was edited or damaged"
+            ) from e
+    return records
