@@ -1,7 +1,11 @@
+import argparse
 import pathlib
 import re
 import subprocess
 import sys
+
+import pytest
+import torch
 
 import rmpsnn
 from rmpsnn.cli import main
@@ -36,3 +40,71 @@ def test_version_matches_pyproject():
     root = pathlib.Path(__file__).resolve().parents[1]
     version = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M).group(1)
     assert version == rmpsnn.__version__
+
+
+COMMANDS = [
+    ["train-ann"],
+    ["demo"],
+    ["quickstart"],
+    ["convert", "--ann", "a.safetensors"],
+    ["evaluate", "--checkpoint", "run"],
+    ["report", "run"],
+]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without CUDA")
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("device", ["cuda", "gpu", "mps", "cuda:3"])
+def test_device_mistakes_are_one_line_naming_the_option(command, device, capsys):
+    assert main([*command, "--device", device]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"rmpsnn {command[0]}: error: --device={device!r}"), err
+    assert "available" in err[0] and "cpu" in err[0]
+
+
+def test_config_device_mistake_names_the_config_key(tmp_path, capsys):
+    assert main(["train", "data.dataset=synthetic", "run.device=gpu", f"run.out={tmp_path}/r"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run.device='gpu' is not a device name; available here: cpu" in err[0]
+
+
+def test_auto_device_resolves_to_what_exists():
+    from rmpsnn.devices import available_devices, resolve_device
+
+    assert str(resolve_device("auto")) in available_devices()
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_help_does_not_import_torch():
+    # `rmpsnn --help` must answer at once: the parser is built without torch (lazy sub-modules)
+    code = (
+        "import sys, rmpsnn.cli as c; p = c.build_parser(); p.format_help(); "
+        "[a.format_help() for a in p._subparsers._group_actions[0].choices.values()]; "
+        "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_cli_choices_match_the_library():
+    from rmpsnn import _choices
+    from rmpsnn.conversion import BALANCE_METHODS
+    from rmpsnn.models import list_models
+
+    assert list(_choices.ANN_MODELS) == list_models("ann")
+    assert _choices.BALANCE_METHODS is BALANCE_METHODS
+    assert rmpsnn.neurons.LIF is not None and rmpsnn.conversion.convert is not None  # lazy attributes
+
+
+def test_every_option_has_help_and_shows_its_default():
+    from rmpsnn.cli import build_parser
+
+    parser = build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+            if action.default not in (None, False) and not action.required and action.nargs != 0:
+                text = sub.format_help()
+                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)

@@ -2,6 +2,28 @@
 
 __version__ = "0.1.0"
 
-from . import data, errors, functional, layers, losses, neurons, surrogate
+# Sub-modules load on first use (PEP 562), so that `rmpsnn --help` does not pay for torch.
+_SUBMODULES = (
+    "analysis",
+    "conversion",
+    "data",
+    "devices",
+    "errors",
+    "export",
+    "functional",
+    "layers",
+    "losses",
+    "models",
+    "neurons",
+    "surrogate",
+    "training",
+)
+__all__ = ["__version__", *_SUBMODULES]
 
-__all__ = ["__version__", "data", "errors", "functional", "layers", "losses", "neurons", "surrogate"]
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'rmpsnn' has no attribute {name!r}")

@@ -377,6 +377,26 @@ def _finite(low: float, *, inclusive: bool = False):
     return parse
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N, mps, or auto (the first GPU if there is one)"
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless there is none to show (None, a flag, a required option)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.required or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Sub-command parsers show every option's default in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rmpsnn",
@@ -384,15 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
         "conversion and RMP-Loss direct training.",
     )
     p.add_argument("--version", action="version", version=f"rmpsnn {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     d = sub.add_parser("demo", help="a short tour of the spiking-neuron core (about a minute on a CPU)")
-    d.add_argument(
-        "--timesteps", type=_positive_int, default=4, help="time steps of the spiking CNN (default 4)"
-    )
-    d.add_argument("--batch", type=_positive_int, default=32, help="batch size (default 32)")
-    d.add_argument("--steps", type=_positive_int, default=40, help="training steps (default 40)")
-    d.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--timesteps", type=_positive_int, default=4, help="time steps of the spiking CNN")
+    d.add_argument("--batch", type=_positive_int, default=32, help="batch size")
+    d.add_argument("--steps", type=_positive_int, default=40, help="training steps")
+    d.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--rounds", type=int, default=5, help="timing rounds of part 3 (0 skips it)")
     d.set_defaults(func=_demo)
 
@@ -416,27 +434,35 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--max-timesteps", type=_positive_int, default=64, help="largest T of the conversion curve"
     )
-    q.add_argument("--device", default="cpu")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", default="runs/quickstart")
+    q.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    q.add_argument("--seed", type=int, default=0, help="random seed")
+    q.add_argument("--out", default="runs/quickstart", help="output directory (runs, figures, report)")
     q.set_defaults(func=_quickstart)
 
-    from .conversion import BALANCE_METHODS, CALIBRATION_METHODS
-    from .models import list_models
+    from ._choices import ANN_MODELS, BALANCE_METHODS, CALIBRATION_METHODS
 
     t = sub.add_parser("train-ann", help="train a conversion-friendly ANN (ReLU or QCFS) and save it")
-    t.add_argument("--model", default="ann_cpu_net", choices=list_models("ann"))
+    t.add_argument("--model", default="ann_cpu_net", choices=ANN_MODELS, help="ANN architecture")
     t.add_argument(
         "--data",
         default="shared",
         help="'shared' (../shared/data CIFAR-10), a CIFAR root or image folder/zip",
     )
-    t.add_argument("--epochs", type=_positive_int, default=10)
-    t.add_argument("--batch-size", type=_positive_int, default=128)
-    t.add_argument("--lr", type=_finite(0), default=0.05)
-    t.add_argument("--weight-decay", type=_finite(0, inclusive=True), default=5e-4)
-    t.add_argument("--activation", choices=["relu", "qcfs"], default="relu")
-    t.add_argument("--qcfs-levels", type=_positive_int, default=8)
+    t.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
+    t.add_argument("--batch-size", type=_positive_int, default=128, help="images per SGD step")
+    t.add_argument(
+        "--lr", type=_finite(0), default=0.05, help="peak learning rate (warm-up, then cosine decay)"
+    )
+    t.add_argument(
+        "--weight-decay", type=_finite(0, inclusive=True), default=5e-4, help="L2 weight decay (not on BN)"
+    )
+    t.add_argument(
+        "--activation",
+        choices=["relu", "qcfs"],
+        default="relu",
+        help="relu, or qcfs (quantisation-clip-floor-shift, Bu et al. 2022; converts at fewer steps)",
+    )
+    t.add_argument("--qcfs-levels", type=_positive_int, default=8, help="quantisation levels L of QCFS")
     t.add_argument(
         "--width", type=_positive_int, nargs=3, help="channels of ann_cpu_net's three convolutions"
     )
@@ -451,9 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--time-budget", type=_finite(0), help="stop after the epoch in which this many minutes passed"
     )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--out", default="runs/ann.safetensors")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    t.add_argument("--out", default="runs/ann.safetensors", help="checkpoint to write (safetensors)")
     t.set_defaults(func=_train_ann)
 
     c = sub.add_parser(
@@ -464,7 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
         "T = 1, 2, 4, ..., --timesteps, writing JSON and a figure of accuracy vs T. The defaults give the "
         "best accuracy at few steps (mse thresholds, θ/2 start, bias calibration); RMP-SNN as published "
         "is --balance spike-max --calibrate none.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     c.add_argument("--ann", required=True, help="checkpoint written by `rmpsnn train-ann`")
     c.add_argument("--model", help="model name (default: the one stored in the checkpoint)")
@@ -522,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--batch-size", type=_positive_int, default=100, help="test images simulated at once")
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and Poisson input")
-    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    c.add_argument("--device", default="cpu", help=DEVICE_HELP)
     c.add_argument("--out", default="runs/conversion.json", help="result JSON (a .png/.svg figure beside it)")
     c.set_defaults(func=_convert)
 
@@ -547,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="key=value",
         help="data overrides, e.g. --data root=/data/cifar test_limit=1000",
     )
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help=DEVICE_HELP)
     e.add_argument("--out", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)
 
@@ -558,17 +583,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "runs", nargs="+", metavar="RUN", help="run directories of `train`, JSON results of `convert`"
     )
-    rp.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
+    rp.add_argument("--out", default="runs/report", help="output directory")
     rp.add_argument(
         "--images", type=_positive_int, default=1000, help="test images for the monitored evaluation"
     )
-    rp.add_argument("--title")
-    rp.add_argument("--device", default="auto")
+    rp.add_argument("--title", help="report title (default: from the runs)")
+    rp.add_argument("--device", default="auto", help=DEVICE_HELP)
     rp.set_defaults(func=_report)
 
     x = sub.add_parser("export", help="export a trained spiking model to NIR or safetensors + JSON")
     x.add_argument("--checkpoint", required=True, help="run directory or .safetensors of `rmpsnn train`")
-    x.add_argument("--format", choices=["nir", "safetensors"], default="nir")
+    x.add_argument(
+        "--format",
+        choices=["nir", "safetensors"],
+        default="nir",
+        help="nir (Neuromorphic Intermediate Representation) or safetensors + JSON",
+    )
     x.add_argument("--out", default="runs/export", help="a .nir file or a directory")
     x.add_argument(
         "--input-shape", type=_positive_int, nargs=3, metavar=("C", "H", "W"), help="default: from the config"
@@ -591,6 +621,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import RmpsnnError
 
     try:
+        if getattr(args, "device", None) is not None:  # one check, naming the option the user typed
+            from .devices import resolve_device
+
+            args.device = str(resolve_device(args.device, option="--device"))
         return int(args.func(args) or 0)
     except RmpsnnError as e:
         # every input, file or environment error says what was wrong in one line; bugs keep tracebacks

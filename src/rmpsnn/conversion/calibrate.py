@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import fx, nn
 
+from .._choices import CALIBRATION_METHODS
 from ..errors import InputError
 from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
@@ -40,8 +41,6 @@ from .nodes import IFNode
 __all__ = ["CALIBRATION_METHODS", "ann_activation_means", "calibrate"]
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-CALIBRATION_METHODS = ("bias", "none")
 
 
 def _channel_mean(x: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
+from .._choices import BALANCE_METHODS
 from ..errors import InputError
 from ..models.qcfs import QCFS
 from .calibrate import CALIBRATION_METHODS
@@ -63,7 +64,6 @@ __all__ = [
     "evaluate_over_time",
 ]
 
-BALANCE_METHODS = ("auto", "mse", "spike-max", "act-max", "percentile", "qcfs", "none")
 ENCODINGS = ("direct", "poisson")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from ..errors import InputError
+from ..devices import resolve_device
 
 __all__ = ["Dist", "init_distributed"]
 
@@ -51,12 +51,7 @@ class Dist:
 
 
 def _pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"run.device={requested!r} but CUDA is not available here; use run.device=cpu")
-    return dev
+    return resolve_device(requested, option="run.device")
 
 
 def init_distributed(requested_device: str = "auto") -> Dist:
