@@ -57,6 +57,23 @@ def _fused_ok(u: torch.Tensor) -> bool:
     return u.device.type == "cpu" and u.dtype == torch.float32 and _numba_available()
 
 
+def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> float:
+    """``Σ |Dis(u)|^p`` in float64; on CPU float32 one fused pass that allocates nothing per element."""
+    if _fused_ok(u):
+        import numpy as np
+
+        from .functional.neuron import _cpu_kernels, _run_numba
+
+        flat = u.contiguous().reshape(-1)
+        k = _cpu_kernels()
+        partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
+        _run_numba(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
+        return float(partial.sum())
+    with torch.no_grad():
+        d = quantization_distance(u, v_th)
+        return float(d.abs().pow(p).sum(dtype=torch.float64))
+
+
 class _RMPSum(torch.autograd.Function):
     """``Σ |Dis(u)|^p`` over all elements of ``u`` (eq. 8-9) without keeping intermediates: the
     backward recomputes ``Dis`` from ``u`` (which the spiking layer keeps anyway).  On CPU float32
@@ -66,19 +83,7 @@ class _RMPSum(torch.autograd.Function):
     def forward(ctx, u: torch.Tensor, v_th: float, p: float):
         ctx.save_for_backward(u)
         ctx.v_th, ctx.p = v_th, p
-        if _fused_ok(u):
-            import numpy as np
-
-            from .functional.neuron import _cpu_kernels, _run_numba
-
-            flat = u.detach().contiguous().reshape(-1)
-            k = _cpu_kernels()
-            partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
-            _run_numba(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
-            return torch.tensor(float(partial.sum()), dtype=u.dtype)
-        with torch.no_grad():
-            d = quantization_distance(u, v_th)
-            return d.abs().pow(p).sum(dtype=torch.float64).to(u.dtype)
+        return torch.tensor(_dis_power_sum(u.detach(), v_th, p), dtype=u.dtype, device=u.device)
 
     @staticmethod
     def backward(ctx, grad):
@@ -170,11 +175,11 @@ class QuantizationErrorMeter:
     def update(self, membranes) -> None:
         items = membranes.items() if isinstance(membranes, dict) else enumerate(membranes)
         for name, u in items:
-            d = quantization_distance(u.detach(), self.v_th)
-            key = str(name)
-            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(d.abs().sum())
-            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float((d * d).sum())
-            self.count[key] = self.count.get(key, 0) + d.numel()
+            u = u.detach()
+            key = str(name)  # streamed: two reductions, no copies of the layer's membranes
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + _dis_power_sum(u, self.v_th, 1.0)
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + _dis_power_sum(u, self.v_th, 2.0)
+            self.count[key] = self.count.get(key, 0) + u.numel()
 
     def compute(self) -> dict:
         n = sum(self.count.values())

@@ -27,6 +27,7 @@ was not (checked by the test suite on CPU).
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import inspect
 import json
@@ -49,7 +50,7 @@ from ..models.registry import builder
 from ..neurons import MembraneRecorder
 from .ann import _param_groups, warmup_cosine
 from .checkpoint import CheckpointError, nonfinite_tensors, save_model
-from .config import ConfigError, TrainConfig, config_to_dict, load_config
+from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
 from .distributed import Dist, init_distributed
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
 from .state import load_state, save_state
@@ -154,7 +155,8 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         norm = T.Normalize(mean, std)
 
         def test_batches():
-            return ArrayLoader(test_shard, 250, batch_transform=norm, device=dist.device)
+            # 100 images per batch: a forward holds batch x T copies of each layer (peak ~0.8 GB here)
+            return ArrayLoader(test_shard, 100, batch_transform=norm, device=dist.device)
 
         info = {"train_images": len(train), "test_images": len(test)}
         return _Data(loader, test_batches, train.num_classes, train.images.shape[1], size, (mean, std), info)
@@ -223,7 +225,7 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
             x = _prepare(x, data, device) if data is not None else x.to(device)
             correct += int((model(x).argmax(1) == y.to(device)).sum())
             n += len(y)
-    names = sorted(meter.count) if meter.count else []
+    names = list(meter.count)  # network order (the order of the first forward; same on every rank)
     vec = torch.tensor(
         [correct, n]
         + [meter.abs_sum[k] for k in names]
@@ -737,7 +739,10 @@ def train(
         cfg = load_config(run_dir / "config.yaml", overrides)
         trainer = Trainer(cfg, run_dir=run_dir, log=log)
     else:
-        cfg = config if isinstance(config, TrainConfig) else load_config(config, overrides)
+        if isinstance(config, TrainConfig):  # overrides apply to a copy; the caller's config stays
+            cfg = apply_overrides(copy.deepcopy(config), overrides) if overrides else config
+        else:
+            cfg = load_config(config, overrides)
         trainer = Trainer(cfg, log=log)
     try:
         return trainer.fit(resume=resume is not None)
