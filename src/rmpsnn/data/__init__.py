@@ -58,7 +58,12 @@ def shared_cifar10(split: str = "train", **kwargs) -> ImageArrays:
     when the zip is not there."""
     path = shared_cifar10_zip()
     if path is None:
-        raise DataError("cifar10-jpeg.zip not found in ../shared/data (or $RMPSNN_SHARED_DATA)")
+        searched = Path.cwd().resolve()
+        raise DataError(
+            f"cifar10-jpeg.zip not found in shared/data or ../shared/data above {searched} or the rmpsnn "
+            f"source tree (set $RMPSNN_SHARED_DATA to its folder); or use a CIFAR-10 download instead: "
+            f"data.root=DIR data.download=true (rmpsnn train), --data DIR (train-ann, convert)"
+        )
     return load_image_folder(path, split, **kwargs)
 
 

@@ -211,7 +211,8 @@ class CIFAR10DVS(torch.utils.data.Dataset):
             raise DataError(
                 f"CIFAR10-DVS not found at {self.root}: expected {self.root}/<class>/*.aedat for the classes "
                 f"{', '.join(CIFAR10DVS_CLASSES)} (download the 10 class zips of the original release, "
-                f"e.g. from figshare, and extract them there)"
+                f"e.g. from figshare, and extract them there; or download=True in Python, "
+                f"data.download=true with `rmpsnn train`)"
             )
         # downloads/ holds the class zips of download(); hidden folders are never classes
         folders = {d.name for d in self.root.iterdir() if d.is_dir() and d.name != "downloads"}
