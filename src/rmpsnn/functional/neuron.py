@@ -121,6 +121,10 @@ def _check_input(x: torch.Tensor, fn: str) -> None:
         raise InputError(f"{fn}: the time dimension (dim 0) is empty (T = 0); give at least one time step")
     if not x.is_floating_point():
         raise TypeError(f"{fn}: expected a floating-point tensor, got {x.dtype}")
+    _check_finite(x, fn)
+
+
+def _check_finite(x: torch.Tensor, fn: str) -> None:
     # On CPU both backends refuse NaN/inf: the fused kernel is compiled for finite values, so it and
     # the PyTorch loop would answer differently (spikes and gradients).  The sum is one vectorised
     # pass (~1/20 of the neuron's forward); only a non-finite sum is checked element by element.
