@@ -15,7 +15,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "rmpsnn needs Python >= 3.10, found " + sys.version.split()[0])'
 
 stamp="$VENV/.rmpsnn-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
+want="$(cat pyproject.toml tests/requirements-interop*.txt | sha256sum | cut -d' ' -f1) $TORCH_SPEC"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
@@ -25,4 +25,7 @@ echo "setting up $VENV (torch: $TORCH_SPEC) ..." >&2
 # satisfies, so pip never pulls a multi-GB CUDA build on a CPU machine.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# the real snnTorch / Norse / SpikingJelly NIR importers, for the interop tests (not rmpsnn deps)
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements-interop.txt "$TORCH_SPEC"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r tests/requirements-interop-nodeps.txt
 echo "$want" > "$stamp"

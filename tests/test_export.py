@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,3 +169,59 @@ def test_calibrated_conversion_exports_and_an_unfoldable_bias_is_refused(tmp_pat
     plain = convert(ann, x, calibrate="none")
     with pytest.warns(UserWarning, match="soft reset"):
         to_nir(plain, x[:1], tmp_path / "y.nir", allow_lossy_reset=True, timesteps=4)
+
+
+def _stack(*neurons):
+    from rmpsnn.layers import TimeFolded
+
+    return torch.nn.Sequential(
+        TimeFolded(torch.nn.Linear(6, 8)), neurons[0], TimeFolded(torch.nn.Linear(8, 4)), neurons[1]
+    ).eval()
+
+
+def test_a_stack_ending_in_spikes_exports_and_round_trips(tmp_path):
+    from rmpsnn.neurons import LIF
+
+    torch.manual_seed(0)
+    net = _stack(LIF(), LIF(v_th=0.2))
+    x = torch.rand(7, 3, 6) * 3
+    graph = to_nir(net, x, tmp_path / "s.nir")  # was: type mismatch [[4]] -> [[3 4]]
+    assert list(graph.nodes["output"].input_type["input"]) == [4]
+    assert torch.equal(from_nir(tmp_path / "s.nir")(x), net(x))
+
+
+def test_neurons_export_by_their_parameters_not_their_class():
+    from rmpsnn.neurons import LIF, SpikingNeuron
+
+    x = torch.rand(5, 2, 6) * 3
+    graph = to_nir(_stack(LIF(tau=1.0), SpikingNeuron(tau=0.25)), x)  # was: ZeroDivisionError, refused
+    assert isinstance(graph.nodes["1"], nir.IF) and isinstance(graph.nodes["3"], nir.LIF)
+    np.testing.assert_allclose(graph.nodes["3"].tau, 1 / 0.75, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dt", [1.0, 1e-3, 1e-4])
+def test_the_time_step_is_written_and_read_back(dt):
+    from rmpsnn.neurons import IF, LIF
+
+    torch.manual_seed(1)
+    net = _stack(LIF(), IF(reset="hard"))
+    x = torch.rand(6, 3, 6) * 3
+    graph = to_nir(net, x, dt=dt)
+    lif, if_ = graph.nodes["1"], graph.nodes["3"]
+    np.testing.assert_allclose(lif.tau, dt / 0.75, rtol=1e-6)  # beta = 1 - dt / tau = 0.25
+    np.testing.assert_allclose(lif.r, 1 / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(if_.r, 1 / dt, rtol=1e-6)
+    assert torch.equal(from_nir(graph)(x), net(x))  # the graph's metadata says its dt
+    with pytest.raises(NIRExportError, match=r"shorter than the time step.*dt=1e-4"):
+        from_nir(to_nir(net, x, dt=1e-4), dt=1.0)
+    with pytest.raises(ValueError, match="unknown target 'lava'"):
+        to_nir(net, x, target="lava")
+
+
+def test_flatten_is_written_with_dims_every_reader_agrees_on():
+    model = create("cpu_net", width=(4, 8, 8), image_size=16, timesteps=2).eval()
+    graph = to_nir(model, torch.rand(2, 3, 16, 16))
+    flat = next(n for n in graph.nodes.values() if isinstance(n, nir.Flatten))
+    assert (flat.start_dim, flat.end_dim) == (-3, -1)  # not 0: snnTorch and Norse read dims as torch's
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(from_nir(graph)(x), model(x), atol=1e-5)

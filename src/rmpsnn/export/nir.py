@@ -8,17 +8,21 @@ IF, the output integrator -> ``I``; a residual block becomes two edges into its 
 modules) raises :class:`NIRExportError` naming the module.
 
 **Neuron semantics.**  NIR's neurons are continuous-time ODEs; rmpsnn's are discrete (one step
-per time step).  With ``dt = 1`` (stored in the graph's metadata):
+per time step), written as the forward-Euler step at the ``dt`` the reader will simulate with
+(``to_nir(dt=...)`` or ``target=``; stored in the graph's metadata; default 1):
 
-* LIF ``u[t] = β u[t-1] + x[t]`` (β = ``tau``, 0.25 by default) is the forward-Euler step of
-  ``τ du/dt = (v_leak - u) + R I`` with ``τ = dt / (1 - β)``, ``R = τ / dt``, ``v_leak = 0``
-  -- the mapping snnTorch and Norse use.  ``v_threshold`` = θ, ``v_reset = 0``.
-* IF ``u[t] = u[t-1] + x[t]`` is ``du/dt = R I`` with ``R = 1``; the integrator likewise (``I``).
+* A neuron with leak β < 1, ``u[t] = β u[t-1] + x[t]``, is ``LIF``
+  ``τ du/dt = (v_leak - u) + R I`` with ``τ = dt / (1 - β)``, ``R = 1 / (1 - β)``,
+  ``v_leak = 0``; ``v_threshold`` = θ, ``v_reset = 0``.
+* β = 1 (IF) is ``du/dt = R I`` with ``R = 1 / dt``; the output integrator likewise (``I``).
 * **Reset.**  NIR's IF/LIF only know reset-to-``v_reset``.  The soft reset (``u -= θ`` on a
   spike) that RMP neurons depend on has no NIR equivalent, so exporting it is refused unless
   ``allow_lossy_reset=True``: then the node says ``v_reset = 0`` (what other tools will
   simulate -- a different network) and carries ``{"rmpsnn": {"reset": "soft"}}`` in its
   metadata, which :func:`from_nir` reads to restore the soft reset exactly.  A warning says so.
+* **Portable graphs** (``portable=True``, the default for another tool's ``target``) hold only
+  what snnTorch, Norse and SpikingJelly read; see :func:`_make_portable` and docs/export.md for
+  what each of them runs identically (tested against their importers).
 
 **Time.**  A static image is fed at every step (direct encoding); the number of steps, the
 integrator's read-out (final potential or mean) and the surrogate gradient are in metadata.
@@ -42,7 +46,7 @@ from ..errors import InputError, NIRExportError
 from ..layers import TimeFolded, _TdBatchNorm, repeat_time
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
 
-__all__ = ["NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
+__all__ = ["TARGET_DT", "NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
 
 DT = 1.0
 
@@ -64,8 +68,9 @@ def _np(t) -> np.ndarray:
 
 
 class _Builder:
-    def __init__(self, shapes: dict, allow_lossy_reset: bool):
+    def __init__(self, shapes: dict, allow_lossy_reset: bool, dt: float = DT):
         self.nir = _nir()
+        self.dt = dt
         self.nodes, self.edges, self.shapes = {}, [], shapes
         self.allow_lossy = allow_lossy_reset
         self.lossy: list[str] = []
@@ -157,17 +162,14 @@ class _Builder:
             return [self.add(key, node, inp)]
         if isinstance(m, nn.Flatten):
             in_shape = self.shapes[id(m)][0]
-            # NIR dims exclude the batch: torch's start_dim=1 (after the batch) is NIR's 0
-            node = nir.Flatten(
-                input_type={"input": np.array(in_shape)}, start_dim=m.start_dim - 1, end_dim=m.end_dim
-            )
+            node = _flatten(nir, in_shape, m.start_dim, m.end_dim)
             return [self.add(key, node, inp)]
         if isinstance(m, SpikingNeuron):
             return [self.add(key, self._neuron(m, key), inp)]
         if isinstance(m, OutputIntegrator):
             size = self.shapes[id(m)][0]
-            meta = {"rmpsnn": {"readout": m.readout, "dt": DT}}
-            return [self.add(key, nir.I(r=np.ones(size, np.float32), metadata=meta), inp)]
+            meta = {"rmpsnn": {"readout": m.readout, "dt": self.dt}}
+            return [self.add(key, nir.I(r=np.full(size, 1.0 / self.dt, np.float32), metadata=meta), inp)]
         raise NIRExportError(
             f"{key}: {type(m).__name__} cannot be expressed in NIR by rmpsnn's exporter (supported: Conv2d, "
             f"Linear, (tdBN-)BatchNorm after a conv, AvgPool2d, global average pool, Flatten, LIF, IF, "
@@ -201,37 +203,55 @@ class _Builder:
         if th.ndim == 1:  # per channel
             th = th.reshape(-1, *([1] * (len(size) - 1)))
         v_th = _per_neuron(th, size)
-        meta = {"rmpsnn": {"reset": m.reset, "dt": DT, "v_init": "none" if m.v_init is None else m.v_init}}
+        meta = {
+            "rmpsnn": {"reset": m.reset, "dt": self.dt, "v_init": "none" if m.v_init is None else m.v_init}
+        }
         self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
-        self.add(
-            key, nir.IF(r=np.ones(size, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta), inp
-        )
+        r = np.full(size, 1.0 / self.dt, np.float32)
+        self.add(key, nir.IF(r=r, v_threshold=v_th, v_reset=zeros, metadata=meta), inp)
         return [self.add(f"{key}.scale", nir.Scale(scale=v_th.copy()), [key])]
 
     def _neuron(self, m: SpikingNeuron, key: str):
+        """IF or LIF by the neuron's parameters (not its class): β = 1 is IF, else LIF.
+
+        Discretised with forward Euler at step ``dt``: LIF ``u[t] = β u[t-1] + x[t]`` is
+        ``τ du/dt = -u + R I`` with ``τ = dt / (1 - β)`` and ``R = 1 / (1 - β)``; IF
+        ``u[t] = u[t-1] + x[t]`` is ``du/dt = R I`` with ``R = 1 / dt``."""
         nir = self.nir
         size = self.shapes[id(m)][0]
         th = m.v_th if torch.is_tensor(m.v_th) else torch.tensor(float(m.v_th))
         v_th = _per_neuron(th, size)
-        meta = {"rmpsnn": {"reset": m.reset, "dt": DT, "surrogate": repr(m.surrogate)}}
+        meta = {"rmpsnn": {"reset": m.reset, "dt": self.dt, "surrogate": repr(m.surrogate)}}
         self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
-        if isinstance(m, LIF):
-            beta = float(m.tau)
-            tau = DT / (1.0 - beta)
-            meta["rmpsnn"]["decay"] = beta
-            return nir.LIF(
-                tau=np.full(size, tau, np.float32),
-                r=np.full(size, tau / DT, np.float32),
-                v_leak=zeros,
-                v_threshold=v_th,
-                v_reset=zeros,
-                metadata=meta,
+        beta = float(m.tau)
+        if beta >= 1.0:  # no leak: an integrate-and-fire neuron
+            return nir.IF(
+                r=np.full(size, 1.0 / self.dt, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta
             )
-        if isinstance(m, IF):
-            return nir.IF(r=np.ones(size, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta)
-        raise NIRExportError(f"{key}: neuron type {type(m).__name__} is not supported")
+        meta["rmpsnn"]["decay"] = beta
+        return nir.LIF(
+            tau=np.full(size, self.dt / (1.0 - beta), np.float32),
+            r=np.full(size, 1.0 / (1.0 - beta), np.float32),
+            v_leak=zeros,
+            v_threshold=v_th,
+            v_reset=zeros,
+            metadata=meta,
+        )
+
+
+def _flatten(nir, in_shape: tuple, start_dim: int, end_dim: int):
+    """NIR ``Flatten`` of torch's ``Flatten(start_dim, end_dim)`` on ``[B, *in_shape]``, written
+    with negative dims.  NIR counts dims without the batch (so torch's 1 is NIR's 0), but snnTorch
+    and Norse pass NIR's dims to ``torch.nn.Flatten`` as they are; counted from the end, both
+    readings agree."""
+    full = len(in_shape) + 1
+    start = start_dim - full if start_dim >= 0 else start_dim
+    end = end_dim - full if end_dim >= 0 else end_dim
+    if start <= -full:
+        raise NIRExportError("Flatten over the batch dimension cannot be exported")
+    return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=start, end_dim=end)
 
 
 def _per_neuron(values, size) -> np.ndarray:
@@ -244,21 +264,26 @@ def _pair(v) -> tuple[int, int]:
     return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
 
 
-def _record_shapes(model: nn.Module, sample: torch.Tensor) -> dict:
-    """Per-sample input and output shapes of every module (time and batch dimensions removed)."""
+def _record_shapes(model: nn.Module, sample: torch.Tensor, static: bool) -> dict:
+    """Per-sample input and output shapes of every module (time and batch dimensions removed).
+
+    A tensor's leading dimensions are ``[T, B]`` (time-major), ``[T*B]`` (inside
+    :class:`TimeFolded`) or ``[B]`` (before the time dimension is added): they are told apart by
+    the sample's ``T`` and ``B``."""
+    if static:
+        B, T = sample.shape[0], int(getattr(model, "timesteps", 1) or 1)
+    else:
+        T, B = sample.shape[0], sample.shape[1]
+
+    def per_sample(shape: tuple) -> tuple:
+        if len(shape) >= 2 and shape[0] == T and shape[1] == B:
+            return tuple(shape[2:])
+        return tuple(shape[1:])  # [T*B, ...] or [B, ...]
+
     shapes, handles = {}, []
 
     def hook(m, inputs, out):
-        x = inputs[0]
-        # modules inside TimeFolded see [T*B, ...]; the others [T, B, ...] or [B, ...]
-        if isinstance(m, (SpikingNeuron, OutputIntegrator)) or (x.ndim == 5 and isinstance(m, _TdBatchNorm)):
-            lead = 2
-        else:
-            lead = 1
-        shapes[id(m)] = (
-            tuple(x.shape[lead:]),
-            tuple(out.shape[lead if not isinstance(m, OutputIntegrator) else 1 :]),
-        )
+        shapes[id(m)] = (per_sample(inputs[0].shape), per_sample(out.shape))
 
     for m in model.modules():
         handles.append(m.register_forward_hook(hook))
@@ -271,7 +296,7 @@ def _record_shapes(model: nn.Module, sample: torch.Tensor) -> dict:
     return shapes
 
 
-def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool) -> _Builder:
+def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool, dt: float) -> _Builder:
     """Walk the ``torch.fx`` graph of a converted SNN (:class:`rmpsnn.conversion.ConvertedSNN`)."""
     import operator
 
@@ -294,7 +319,7 @@ def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool) -> _Buil
                 tuple(src.meta["tensor_meta"].shape[1:]),
                 tuple(node.meta["tensor_meta"].shape[1:]),
             )
-    b = _Builder(shapes, allow_lossy_reset)
+    b = _Builder(shapes, allow_lossy_reset, dt)
     b.nodes["input"] = b.nir.Input(input_type={"input": np.array(sample.shape[1:])})
     values: dict[str, list[str]] = {}
     last: list[str] = []
@@ -319,9 +344,7 @@ def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool) -> _Buil
         ):
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             in_shape = tuple(node.args[0].meta["tensor_meta"].shape[1:])
-            flat = b.nir.Flatten(
-                input_type={"input": np.array(in_shape)}, start_dim=int(start) - 1, end_dim=-1
-            )
+            flat = _flatten(b.nir, in_shape, int(start), -1)
             values[node.name] = [b.add(node.name, flat, values[node.args[0].name])]
         elif node.op == "output":
             last = values[node.args[0].name]
@@ -331,12 +354,30 @@ def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool) -> _Buil
             )
     # the converted SNN accumulates its last layer over time (the read-out): an integrator
     size = tuple(gm.graph.find_nodes(op="output")[0].args[0].meta["tensor_meta"].shape[1:])
-    meta = {"rmpsnn": {"readout": "final", "dt": DT}}
-    b.nodes["readout"] = b.nir.I(r=np.ones(size, np.float32), metadata=meta)
+    meta = {"rmpsnn": {"readout": "final", "dt": dt}}
+    b.nodes["readout"] = b.nir.I(r=np.full(size, 1.0 / dt, np.float32), metadata=meta)
     b.edges += [(x, "readout") for x in last]
     b.nodes["output"] = b.nir.Output(output_type={"output": np.array(size)})
     b.edges.append(("readout", "output"))
     return b
+
+
+# The time step each consumer's NIR importer assumes (what it divides tau by); export with the
+# consumer's dt so that its discretisation gives back rmpsnn's u[t] = β u[t-1] + x[t].
+TARGET_DT = {"rmpsnn": 1.0, "snntorch": 1e-4, "norse": 1e-3, "spikingjelly": 1e-4}
+
+
+def _resolve_dt(dt: float | None, target: str | None) -> float:
+    if target is not None:
+        if target not in TARGET_DT:
+            raise InputError(f"unknown target {target!r}; valid values: {', '.join(TARGET_DT)}")
+        if dt is not None and dt != TARGET_DT[target]:
+            raise InputError(f"target={target!r} means dt={TARGET_DT[target]:g}; give one of them, not both")
+        return TARGET_DT[target]
+    dt = DT if dt is None else float(dt)
+    if not (np.isfinite(dt) and dt > 0):
+        raise InputError(f"dt must be a finite number > 0, got {dt}")
+    return dt
 
 
 def to_nir(
@@ -346,26 +387,39 @@ def to_nir(
     *,
     allow_lossy_reset: bool = False,
     timesteps: int | None = None,
+    dt: float | None = None,
+    target: str | None = None,
+    portable: bool | None = None,
 ):
     """The NIR graph of ``model`` (an rmpsnn spiking model, an ``nn.Sequential`` of its layers, or
     a converted SNN -- then ``timesteps`` says how many steps the graph is meant to run);
     ``sample_input`` (one batch as the model takes it) fixes the shapes.  With ``path`` the graph
-    is also written (HDF5, ``nir.write``).  Returns the ``nir.NIRGraph``."""
+    is also written (HDF5, ``nir.write``).  Returns the ``nir.NIRGraph``.
+
+    ``dt`` is the time step the consumer will simulate with (NIR's parameters are continuous-time;
+    see the module doc), default 1; ``target="snntorch" | "norse" | "spikingjelly" | "rmpsnn"``
+    picks the dt that tool's importer assumes (:data:`TARGET_DT`) and ``portable=True``:
+    LIF input gains folded into the layer before, no integrating read-out (see
+    :func:`_make_portable`), so that the tool simulates the same network.  ``portable`` defaults
+    to ``True`` for another tool's target, else ``False``."""
     from ..conversion import ConvertedSNN
 
     nir = _nir()
+    dt = _resolve_dt(dt, target)
+    if portable is None:
+        portable = target not in (None, "rmpsnn")
     if isinstance(model, ConvertedSNN):
         if timesteps is None:
             raise InputError("to_nir of a converted SNN needs timesteps= (how many steps it runs)")
-        b = _emit_converted(model, sample_input, allow_lossy_reset)
-        meta = {"rmpsnn": {"dt": DT, "timesteps": int(timesteps), "input": "static"}}
-        return _finish(nir, b, meta, path)
+        b = _emit_converted(model, sample_input, allow_lossy_reset, dt)
+        meta = {"rmpsnn": {"dt": dt, "timesteps": int(timesteps), "input": "static"}}
+        return _finish(nir, b, meta, path, portable, target)
     was_training = model.training
     model.eval()
+    static = _is_static(model, sample_input)
     try:
-        shapes = _record_shapes(model, sample_input)
-        b = _Builder(shapes, allow_lossy_reset)
-        static = sample_input.ndim == 4
+        shapes = _record_shapes(model, sample_input, static)
+        b = _Builder(shapes, allow_lossy_reset, dt)
         in_shape = tuple(sample_input.shape[1:] if static else sample_input.shape[2:])
         b.nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
         last = b.emit(model, "", ["input"])
@@ -376,12 +430,93 @@ def to_nir(
         model.train(was_training)
     if timesteps is None:
         timesteps = getattr(model, "timesteps", None) or (sample_input.shape[0] if not static else 1)
-    meta = {"rmpsnn": {"dt": DT, "timesteps": int(timesteps), "input": "static" if static else "events"}}
-    return _finish(nir, b, meta, path)
+    meta = {"rmpsnn": {"dt": dt, "timesteps": int(timesteps), "input": "static" if static else "events"}}
+    return _finish(nir, b, meta, path, portable, target)
 
 
-def _finish(nir, b: _Builder, meta: dict, path):
+def _is_static(model: nn.Module, sample: torch.Tensor) -> bool:
+    """Whether ``sample`` is one static batch ``[B, ...]`` (repeated over time by the model)
+    rather than a time-major ``[T, B, ...]``: rmpsnn's spiking models take images ``[B, C, H, W]``;
+    a plain stack of layers takes time-major input."""
+    from ..models.spiking import SpikingNet
+
+    return isinstance(model, SpikingNet) or sample.ndim == 4
+
+
+def _sum_pools_for_norse(nir, b: _Builder) -> list[str]:
+    """Norse reads ``SumPool2d`` but not ``AvgPool2d``: write each average pool as a sum pool and
+    fold its ``1/k²`` into the Affine/Conv2d after it (through a Flatten)."""
+    changed = []
+    users: dict[str, list[str]] = {}
+    for src, dst in b.edges:
+        users.setdefault(src, []).append(dst)
+    for name, node in list(b.nodes.items()):
+        if not isinstance(node, nir.AvgPool2d):
+            continue
+        if np.any(np.asarray(node.padding) != 0):
+            raise NIRExportError(f"{name}: a padded average pool has no sum-pool form for Norse")
+        nxt = users.get(name, [])
+        while len(nxt) == 1 and isinstance(b.nodes[nxt[0]], nir.Flatten):
+            nxt = users.get(nxt[0], [])
+        if len(nxt) != 1 or not isinstance(b.nodes[nxt[0]], (nir.Affine, nir.Conv2d)):
+            raise NIRExportError(
+                f"{name}: Norse has no average pooling, and the 1/k^2 of a sum pool can only be folded "
+                f"into a following Affine/Conv2d layer"
+            )
+        follower = b.nodes[nxt[0]]
+        follower.weight = (np.asarray(follower.weight) / float(np.prod(node.kernel_size))).astype(np.float32)
+        b.nodes[name] = nir.SumPool2d(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
+        changed.append(f"{name}: average pool written as a sum pool, 1/k^2 folded into {nxt[0]}")
+    return changed
+
+
+def _make_portable(nir, b: _Builder, fold_r: bool) -> list[str]:
+    """Rewrite the graph into the node types the NIR importers we test read: the output
+    integrator ``I`` is left out (snnTorch and SpikingJelly refuse it, Norse drops it), so the graph
+    outputs the last layer's value at every step, which the consumer sums over time; with
+    ``fold_r`` each LIF's input gain ``r`` is folded into the Affine/Conv2d that feeds it (``r = 1``:
+    Norse ignores ``r``).  Returns what was changed, for the graph's metadata."""
+    changed = []
+    users: dict[str, list[str]] = {}
+    for src, dst in b.edges:
+        users.setdefault(src, []).append(dst)
+    for name, node in list(b.nodes.items()):
+        if isinstance(node, nir.LIF) and fold_r:
+            r = np.asarray(node.r, np.float64)
+            if np.allclose(r, 1.0):
+                continue
+            gain = float(r.flat[0])
+            if not np.allclose(r, gain):
+                raise NIRExportError(f"{name}: a per-neuron LIF gain r cannot be folded (portable=False)")
+            sources = [src for src, dst in b.edges if dst == name]
+            for src in sources:
+                prev = b.nodes[src]
+                if not isinstance(prev, (nir.Affine, nir.Conv2d)) or users[src] != [name]:
+                    raise NIRExportError(
+                        f"{name}: its input gain r = {gain:g} can only be folded into Affine/Conv2d layers "
+                        f"that feed nothing else, but {src} is a {type(prev).__name__}; export with "
+                        f"portable=False (rmpsnn and SpikingJelly read r) or put a linear layer there"
+                    )
+            for src in sources:
+                b.nodes[src].weight = (np.asarray(b.nodes[src].weight) * gain).astype(np.float32)
+                b.nodes[src].bias = (np.asarray(b.nodes[src].bias) * gain).astype(np.float32)
+            node.r = np.ones_like(np.asarray(node.r, np.float32))
+            changed.append(f"{name}: r={gain:g} folded into {', '.join(sources)}")
+        elif isinstance(node, nir.I) and users.get(name) == ["output"]:
+            sources = [src for src, dst in b.edges if dst == name]
+            b.edges = [(s, d) for s, d in b.edges if name not in (s, d)] + [(s, "output") for s in sources]
+            del b.nodes[name]
+            changed.append(f"{name}: the integrating read-out left out (sum the outputs over time)")
+    return changed
+
+
+def _finish(nir, b: _Builder, meta: dict, path, portable: bool = False, target: str | None = None):
     meta["rmpsnn"]["exporter"] = "rmpsnn"
+    if portable:
+        changes = _make_portable(nir, b, fold_r=target in (None, "norse"))
+        if target == "norse":
+            changes += _sum_pools_for_norse(nir, b)
+        meta["rmpsnn"]["portable"] = changes
     graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta)
     if b.lossy:
         warnings.warn(
@@ -442,7 +577,8 @@ def _uniform(a, what: str, node: str) -> float:
     return float(a.flat[0]) if a.size else 0.0
 
 
-def _node_module(name: str, node) -> nn.Module:
+def _node_module(name: str, node, dt: float) -> nn.Module:
+    """The rmpsnn module for one NIR node; ``dt`` is the step the graph's parameters were made for."""
     nir = _nir()
     meta = (getattr(node, "metadata", None) or {}).get("rmpsnn", {})
     if isinstance(node, nir.Conv2d):
@@ -474,7 +610,8 @@ def _node_module(name: str, node) -> nn.Module:
             nn.AvgPool2d(k if len(k) > 1 else k[0], s if len(s) > 1 else s[0], p if len(p) > 1 else p[0])
         )
     if isinstance(node, nir.Flatten):
-        return TimeFolded(nn.Flatten(int(node.start_dim) + 1, int(node.end_dim)))
+        start, end = int(node.start_dim), int(node.end_dim)  # NIR dims exclude the batch
+        return TimeFolded(nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end))
     if isinstance(node, (nir.LIF, nir.IF)):
         reset = meta.get("reset", "hard")
         if _uniform(node.v_reset, "v_reset", name) != 0.0:
@@ -489,20 +626,31 @@ def _node_module(name: str, node) -> nn.Module:
         if isinstance(node, nir.LIF):
             if _uniform(node.v_leak, "v_leak", name) != 0.0:
                 raise NIRExportError(f"NIR node {name}: v_leak != 0 is not supported")
-            dt = float(meta.get("dt", DT))
             tau = _uniform(node.tau, "tau", name)
-            beta = 1.0 - dt / tau
+            beta = 1.0 - dt / tau  # forward Euler: u[t] = (1 - dt/τ) u[t-1] + (dt R / τ) I[t]
+            if not 0.0 <= beta <= 1.0:
+                raise NIRExportError(
+                    f"NIR node {name}: tau={tau:g} is shorter than the time step dt={dt:g} (decay "
+                    f"1 - dt/tau = {beta:g}); pass the dt the graph was made for, e.g. from_nir(path, "
+                    f"dt=1e-4) for snnTorch or 1e-3 for Norse"
+                )
             gain = dt * _uniform(node.r, "r", name) / tau
             neuron = LIF(tau=beta, v_th=v_th, reset=reset)
         else:
-            gain = float(meta.get("dt", DT)) * _uniform(node.r, "r", name)
+            gain = dt * _uniform(node.r, "r", name)
             neuron = IF(v_th=v_th, reset=reset, v_init=v_init)
         return neuron if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), neuron)
     if isinstance(node, nir.I):
-        return OutputIntegrator(meta.get("readout", "final"))
+        gain = dt * _uniform(node.r, "r", name)
+        readout = OutputIntegrator(meta.get("readout", "final"))
+        return readout if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), readout)
     if isinstance(node, nir.Scale):
         return _Scale(torch.as_tensor(np.asarray(node.scale), dtype=torch.float32))
     raise NIRExportError(f"NIR node {name}: {type(node).__name__} is not supported by rmpsnn's importer")
+
+
+def _node_meta(node) -> dict:
+    return (getattr(node, "metadata", None) or {}).get("rmpsnn", {})
 
 
 class _Scale(nn.Module):
@@ -516,9 +664,13 @@ class _Scale(nn.Module):
         return x * self.gain
 
 
-def from_nir(graph) -> NIRNetwork:
+def from_nir(graph, *, dt: float | None = None) -> NIRNetwork:
     """Build an rmpsnn network from a NIR graph (or a path to a ``.nir`` file).  Soft reset,
-    the read-out mode and the number of steps are restored from rmpsnn's metadata."""
+    the read-out mode and the number of steps are restored from rmpsnn's metadata.
+
+    ``dt`` is the time step the graph's continuous-time parameters were written for: rmpsnn's own
+    graphs say it in their metadata (default 1); for other tools give theirs (snnTorch 1e-4,
+    Norse 1e-3; see :data:`TARGET_DT`)."""
     nir = _nir()
     if isinstance(graph, (str, Path)):
         path = Path(graph)
@@ -550,9 +702,14 @@ def from_nir(graph) -> NIRNetwork:
             order.append(k)
             done.add(k)
             pending.remove(k)
-    modules = {k: _node_module(k, graph.nodes[k]) for k in order}
+    graph_meta = (getattr(graph, "metadata", None) or {}).get("rmpsnn", {})
+    dts = {
+        k: float(dt if dt is not None else _node_meta(graph.nodes[k]).get("dt", graph_meta.get("dt", DT)))
+        for k in order
+    }
+    modules = {k: _node_module(k, graph.nodes[k], dts[k]) for k in order}
     ins = {k: [rename.get(i, i) for i in inputs.get(k, [])] for k in order}
-    meta = (getattr(graph, "metadata", None) or {}).get("rmpsnn", {})
+    meta = graph_meta
     return NIRNetwork(
         modules,
         ins,
