@@ -188,3 +188,72 @@ def test_graphs_in_the_peers_conventions_import_into_rmpsnn(peer, dt, r_conventi
     ours = from_nir(graph, dt=dt)(x).detach()
     assert 0.02 < theirs.mean() < 0.9
     assert torch.equal(ours, theirs), f"{(ours != theirs).float().mean():.3f} of the spikes differ"
+
+
+def test_soft_reset_in_snntorch_by_a_subtract_leaky_built_from_the_graph():
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(5)
+    net = nn.Sequential(TimeFolded(nn.Linear(6, 16)), IF(), TimeFolded(nn.Linear(16, 4)), IF()).eval()
+    x = torch.rand(T, B, 6) * 1.5
+    ref = net(x).detach()
+    graph = to_nir(net, x, target="snntorch", allow_lossy_reset=True)
+    # what docs/export.md tells a user: the graph's weights, snnTorch's IF with subtract reset
+    layers = []
+    for name in ("0.0", "1", "2.0", "3"):
+        node = graph.nodes[name]
+        if isinstance(node, nir.Affine):
+            lin = nn.Linear(*node.weight.shape[::-1])
+            lin.weight.data, lin.bias.data = torch.tensor(node.weight), torch.tensor(node.bias)
+            layers.append(lin)
+        else:
+            th = float(np.unique(node.v_threshold)[0])
+            layers.append(snn.Leaky(beta=1.0, threshold=th, reset_mechanism="subtract", reset_delay=False))
+    mems = [m.init_leaky() for m in layers[1::2]]
+    outs = []
+    for t in range(T):
+        h = layers[0](x[t])
+        s1, mems[0] = layers[1](h, mems[0])
+        s2, mems[1] = layers[3](layers[2](s1), mems[1])
+        outs.append(s2)
+    out = torch.stack(outs).detach()
+    # close, not exact: when a potential is still >= θ after its subtraction (an input above θ in
+    # one step), snnTorch does not fire on it at the next step as the RMP neuron does; it
+    # subtracts again later.  4 of these 240 spikes differ.
+    agree = (out == ref).float().mean().item()
+    assert 0.95 < agree < 1.0, agree
+
+
+@pytest.mark.parametrize("peer", list(RUNNERS))
+def test_converted_snns_with_scale_nodes_are_not_read_by_the_peers(peer):
+    from rmpsnn.conversion import convert
+
+    torch.manual_seed(6)
+    ann = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    calib = torch.rand(32, 6)
+    snn = convert(ann, calib, calibrate="none", balance="act-max", v_init=None)
+    graph = to_nir(snn, calib[:2], timesteps=T, target=peer, allow_lossy_reset=True)
+    assert any(isinstance(n, nir.Scale) for n in graph.nodes.values())
+    x = calib[:2].expand(T, -1, -1)
+    ours = from_nir(graph)(x).detach()  # rmpsnn itself reads it
+    assert ours.shape == (T, 2, 4)
+    # snnTorch refuses the IF nodes (r != 1) or the Scale node and SpikingJelly fails on the shapes;
+    # Norse drops the Scale node, and then (depending on the order it wires the graph in) fails on
+    # the shapes or runs another network
+    try:
+        theirs = RUNNERS[peer](graph, x)
+    except (AssertionError, RuntimeError, ValueError):
+        return
+    assert peer == "norse" and (theirs.shape != ours.shape or not torch.allclose(theirs, ours))
+
+
+@pytest.mark.parametrize("peer", ["norse", "spikingjelly"])
+def test_soft_reset_graphs_run_as_reset_to_zero_in_the_peers(peer):
+    torch.manual_seed(4)
+    soft = nn.Sequential(TimeFolded(nn.Linear(6, 16)), IF(), TimeFolded(nn.Linear(16, 4)), IF()).eval()
+    hard = nn.Sequential(
+        soft[0], IF(reset="hard"), soft[2], IF(reset="hard")
+    ).eval()  # the same weights, reset to zero
+    x = torch.rand(T, B, 6) * 1.5
+    graph = to_nir(soft, x, target=peer, allow_lossy_reset=True)
+    out = RUNNERS[peer](graph, x)
+    assert torch.equal(out, hard(x).detach()) and not torch.equal(out, soft(x).detach())
