@@ -224,26 +224,33 @@ def test_soft_reset_in_snntorch_by_a_subtract_leaky_built_from_the_graph():
 
 
 @pytest.mark.parametrize("peer", list(RUNNERS))
-def test_converted_snns_with_scale_nodes_are_not_read_by_the_peers(peer):
+def test_converted_snns_export_portably(peer):
+    """Per-channel thresholds normalised to 1 through the layer before, the θ scales folded into the
+    layer after, the read-out left out: a converted conv net runs in SpikingJelly exactly (with its
+    subtract reset), in Norse as the same SNN with hard reset, and not at all in snnTorch (IF)."""
     from rmpsnn.conversion import convert
 
     torch.manual_seed(6)
-    ann = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
-    calib = torch.rand(32, 6)
-    snn = convert(ann, calib, calibrate="none", balance="act-max", v_init=None)
-    graph = to_nir(snn, calib[:2], timesteps=T, target=peer, allow_lossy_reset=True)
-    assert any(isinstance(n, nir.Scale) for n in graph.nodes.values())
-    x = calib[:2].expand(T, -1, -1)
-    ours = from_nir(graph)(x).detach()  # rmpsnn itself reads it
-    assert ours.shape == (T, 2, 4)
-    # snnTorch refuses the IF nodes (r != 1) or the Scale node and SpikingJelly fails on the shapes;
-    # Norse drops the Scale node, and then (depending on the order it wires the graph in) fails on
-    # the shapes or runs another network
-    try:
-        theirs = RUNNERS[peer](graph, x)
-    except (AssertionError, RuntimeError, ValueError):
+    ann = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 8), nn.ReLU(),
+        nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    calib = torch.rand(32, 2, 8, 8)
+    kw = {"calibrate": "none", "balance": "act-max", "v_init": None, "per_channel": True}
+    soft, hard = convert(ann, calib, **kw), convert(ann, calib, reset="hard", **kw)
+    x = calib[:4]
+    graph = to_nir(soft, x, timesteps=T, target=peer, allow_lossy_reset=True)
+    assert not any(isinstance(n, (nir.Scale, nir.I)) for n in graph.nodes.values())
+    steps = x.expand(T, -1, -1, -1, -1)
+    if peer == "snntorch":
+        with pytest.raises(AssertionError, match="r != 1"):
+            run_snntorch(graph, steps)
         return
-    assert peer == "norse" and (theirs.shape != ours.shape or not torch.allclose(theirs, ours))
+    if peer == "spikingjelly":
+        theirs, ref = run_spikingjelly(graph, steps, soft_reset=True), soft(x, T)
+    else:
+        theirs, ref = run_norse(graph, steps), hard(x, T)
+    torch.testing.assert_close(theirs.cumsum(0), ref, rtol=1e-5, atol=1e-5)  # the SNN sums its outputs
 
 
 @pytest.mark.parametrize("peer", ["norse", "spikingjelly"])

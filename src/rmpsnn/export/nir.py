@@ -510,10 +510,90 @@ def _make_portable(nir, b: _Builder, fold_r: bool) -> list[str]:
     return changed
 
 
+def _fold_scales(nir, b: _Builder) -> list[str]:
+    """Fold each ``Scale`` (a converted SNN's spikes x θ) into the Affine/Conv2d after it: through
+    average pools and flattens (linear, channel-wise), ``W[:, j] *= s_j``.  A Conv2d needs the
+    scale constant per channel (per-layer or per-channel thresholds)."""
+    changed = []
+    for name, node in list(b.nodes.items()):
+        if not isinstance(node, nir.Scale):
+            continue
+        scale = np.asarray(node.scale, np.float64)
+        users = [d for s, d in b.edges if s == name]
+        path = []
+        while len(users) == 1 and isinstance(b.nodes[users[0]], (nir.AvgPool2d, nir.Flatten)):
+            path.append(users[0])
+            users = [d for s, d in b.edges if s == users[0]]
+        target = b.nodes[users[0]] if len(users) == 1 else None
+        ins = [s for s, d in b.edges if d == (users[0] if users else None)]
+        if not isinstance(target, (nir.Affine, nir.Conv2d)) or len(ins) != 1:
+            raise NIRExportError(
+                f"{name}: the threshold scale of a converted layer can only be folded into an Affine/Conv2d "
+                f"that it alone feeds (through pooling/flatten); a residual addition cannot be exported "
+                f"portably -- use portable=False (rmpsnn reads Scale)"
+            )
+        per_channel = scale.reshape(scale.shape[0], -1) if scale.ndim > 1 else None
+        flattened = any(isinstance(b.nodes[q], nir.Flatten) for q in path)
+        w = np.asarray(target.weight, np.float64)
+        if isinstance(target, nir.Affine) and (flattened or scale.ndim == 1):
+            if any(isinstance(b.nodes[q], nir.AvgPool2d) for q in path):
+                if per_channel is None or not np.allclose(per_channel, per_channel[:, :1]):
+                    raise NIRExportError(f"{name}: a per-neuron scale cannot pass an average pool")
+                c = per_channel[:, 0]
+                w = w * np.repeat(c, w.shape[1] // len(c))[None, :]
+            else:
+                w = w * scale.reshape(-1)[None, :]
+        elif isinstance(target, nir.Conv2d) and per_channel is not None:
+            if not np.allclose(per_channel, per_channel[:, :1]):
+                raise NIRExportError(f"{name}: a per-neuron scale cannot be folded into a convolution")
+            w = w * per_channel[:, 0][None, :, None, None]
+        else:
+            raise NIRExportError(f"{name}: cannot fold a scale of shape {scale.shape} into {users[0]}")
+        target.weight = w.astype(np.float32)
+        src = [s for s, d in b.edges if d == name]
+        b.edges = [(s, d) for s, d in b.edges if name not in (s, d)] + [
+            (s, d) for s in src for d in [path[0] if path else users[0]]
+        ]
+        del b.nodes[name]
+        changed.append(f"{name}: folded into {users[0]}")
+    return changed
+
+
+def _unit_thresholds(nir, b: _Builder) -> list[str]:
+    """Give neurons with per-channel or per-neuron thresholds the threshold 1 (SpikingJelly and
+    snnTorch read one threshold per layer): divide the Affine/Conv2d that feeds them by θ, row by
+    row.  The potential is then u/θ throughout, so the spikes (soft or hard reset) are the same."""
+    changed = []
+    for name, node in list(b.nodes.items()):
+        if not isinstance(node, (nir.IF, nir.LIF)):
+            continue
+        th = np.asarray(node.v_threshold, np.float64)
+        if th.size == 0 or np.allclose(th, th.flat[0]):
+            continue
+        src = [s for s, d in b.edges if d == name]
+        prev = b.nodes[src[0]] if len(src) == 1 else None
+        if not isinstance(prev, (nir.Affine, nir.Conv2d)) or [d for s, d in b.edges if s == src[0]] != [name]:
+            raise NIRExportError(
+                f"{name}: its per-channel thresholds can only be normalised through the one Affine/Conv2d "
+                f"that feeds it; export with portable=False or balance per layer"
+            )
+        per_out = th.reshape(th.shape[0], -1)
+        if isinstance(prev, nir.Conv2d) and not np.allclose(per_out, per_out[:, :1]):
+            raise NIRExportError(f"{name}: per-neuron thresholds after a convolution cannot be normalised")
+        rows = per_out[:, 0] if isinstance(prev, nir.Conv2d) else th.reshape(-1)
+        w = np.asarray(prev.weight, np.float64)
+        prev.weight = (w / rows.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        prev.bias = (np.asarray(prev.bias, np.float64) / rows).astype(np.float32)
+        node.v_threshold = np.ones_like(np.asarray(node.v_threshold, np.float32))
+        changed.append(f"{name}: thresholds normalised to 1 through {src[0]}")
+    return changed
+
+
 def _finish(nir, b: _Builder, meta: dict, path, portable: bool = False, target: str | None = None):
     meta["rmpsnn"]["exporter"] = "rmpsnn"
     if portable:
-        changes = _make_portable(nir, b, fold_r=target in (None, "norse"))
+        changes = _unit_thresholds(nir, b) + _fold_scales(nir, b)
+        changes += _make_portable(nir, b, fold_r=target in (None, "norse"))
         if target == "norse":
             changes += _sum_pools_for_norse(nir, b)
         meta["rmpsnn"]["portable"] = changes
