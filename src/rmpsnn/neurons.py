@@ -19,6 +19,8 @@ Two step modes, same maths:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -54,6 +56,17 @@ class _Stateful(nn.Module):
         """Keep the potential but cut its autograd history (truncated BPTT)."""
         if self.v is not None:
             self.v = self.v.detach()
+
+    def __deepcopy__(self, memo):
+        # the carried potential may hold an autograd graph, which deepcopy refuses: copy it detached
+        # (copy.deepcopy / AveragedModel / EMA after a training forward)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if torch.is_tensor(v) and v.grad_fn is not None:
+                v = v.detach()
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
 
     def _check_single(self, x: torch.Tensor) -> None:
         if x.ndim < 1:
@@ -116,7 +129,11 @@ class SpikingNeuron(_Stateful):
         self.v_th = th
 
     def _threshold(self):
-        return self.v_th if self.v_th.ndim > 0 else float(self.v_th)
+        # a Python number on the eager path (cheapest for the kernels); the buffer itself when
+        # compiled or exported, where float() of a tensor would break the graph
+        if self.v_th.ndim > 0 or torch.compiler.is_compiling() or self.v_th.device.type == "meta":
+            return self.v_th
+        return float(self.v_th)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         record = bool(self._membrane_sinks)
@@ -192,7 +209,8 @@ class OutputIntegrator(_Stateful):
     ``readout`` chooses what forward returns for ``[T, B, K]`` input:
     ``"mean"`` -> ``u[T-1] / T`` (the mean input over time; default), ``"final"`` -> ``u[T-1]``,
     ``"all"`` -> the cumulative potentials ``[T, B, K]`` (accuracy at every horizon in one pass).
-    After each call ``final_potential`` and ``mean_potential`` hold ``u[T-1]`` and ``u[T-1]/T``.
+    After each call ``final_potential`` and ``mean_potential`` hold ``u[T-1]`` and ``u[T-1]/T``
+    (detached: for inspection; the return value carries the gradient).
     In single-step mode the potential and the step count persist until :meth:`reset_state`.
     """
 
@@ -229,12 +247,13 @@ class OutputIntegrator(_Stateful):
             total = total + start
             cum = cum + start if cum is not None else None
         steps = steps0 + x.shape[0]
-        self.final_potential = total
-        self.mean_potential = total / steps
+        # for inspection only: kept without their autograd graph (the return value carries it)
+        self.final_potential = total.detach()
+        self.mean_potential = self.final_potential / steps
         if keep:
             self.v, self.steps = total, steps
         if self.readout == "mean":
-            return self.mean_potential
+            return total / steps
         if self.readout == "final":
             return total
         return cum if self.step_mode == "multi" else cum[0]

@@ -98,9 +98,17 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
     return _Param(t, flat.contiguous(), int(stride))
 
 
+def _tracing(t: torch.Tensor | None = None) -> bool:
+    """Inside torch.compile / torch.export, or on the meta device: values are unknown, so no
+    data-dependent Python branches (and no numba)."""
+    return torch.compiler.is_compiling() or (t is not None and t.device.type == "meta")
+
+
 def _check_threshold(v_th: torch.Tensor) -> None:
     if v_th.numel() == 0:
         raise InputError("v_th is an empty tensor; give a number or one value per channel/neuron")
+    if _tracing(v_th):  # a value check cannot run inside a compiled/exported graph; eager calls do
+        return
     if not bool((v_th > 0).all()):
         raise InputError(
             f"v_th must be > 0 everywhere (a neuron with threshold <= 0 fires on every step); "
@@ -129,7 +137,7 @@ def _check_finite(x: torch.Tensor, fn: str) -> None:
     # the PyTorch loop would answer differently (spikes and gradients).  The sum is one vectorised
     # pass (~1/20 of the neuron's forward); only a non-finite sum is checked element by element.
     # (CUDA tensors are not checked: that would synchronise every layer; NaN propagates there.)
-    if x.device.type == "cpu" and x.numel() and not torch.compiler.is_compiling():
+    if x.device.type == "cpu" and x.numel() and not _tracing():
         xd = x.detach()
         if not torch.isfinite(xd.sum()) and not bool(torch.isfinite(xd).all()):
             bad = int((~torch.isfinite(xd)).sum())
@@ -395,7 +403,8 @@ def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> 
         return True
     if backend == "torch":
         return False
-    return fits and _numba_available()
+    # dynamo cannot trace into numba: compiled and exported graphs use the PyTorch loop
+    return fits and not _tracing() and _numba_available()
 
 
 _NUMBA_OK: bool | None = None

@@ -1,0 +1,69 @@
+"""The spiking models behave as PyTorch modules should: deepcopy / AveragedModel after a training
+forward, the meta device, torch.export of an inference model, torch.compile(fullgraph=True) for
+training and inference on CPU -- each with the same numbers as eager."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rmpsnn.models import create
+from rmpsnn.neurons import LIF, OutputIntegrator
+
+
+def small_net():
+    torch.manual_seed(0)
+    return create("cpu_net", width=[4, 8, 8], image_size=16, timesteps=2)
+
+
+def test_deepcopy_and_averaged_model_after_a_training_forward():
+    model = small_net()
+    F.cross_entropy(model(torch.rand(3, 3, 16, 16)), torch.tensor([0, 1, 2])).backward()
+    twin = copy.deepcopy(model)
+    swa = torch.optim.swa_utils.AveragedModel(model)
+    swa.update_parameters(model)
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(twin(x), model(x)) and torch.equal(swa.module(x), model(x))
+    # stateful single-step neurons carry a potential with a graph between calls
+    lif, readout = LIF(step_mode="single"), OutputIntegrator(step_mode="single")
+    w = torch.ones(3, requires_grad=True)
+    readout(lif(torch.rand(2, 3) * w))
+    assert lif.v.grad_fn is not None
+    for m in (lif, readout):
+        c = copy.deepcopy(m)
+        assert c.v is not None and c.v.grad_fn is None and torch.equal(c.v, m.v.detach())
+
+
+def test_meta_device_gives_shapes_without_data():
+    out = small_net().to("meta")(torch.empty(5, 3, 16, 16, device="meta"))
+    assert out.shape == (5, 10) and out.device.type == "meta"
+    with torch.device("meta"):
+        resnet = create("resnet19", timesteps=2)
+    assert resnet(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
+
+
+def test_torch_export_of_an_inference_model():
+    model = small_net().eval()
+    x = torch.rand(4, 3, 16, 16)
+    program = torch.export.export(model, (x,))
+    assert torch.equal(program.module()(x), model(x))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torch_compile_fullgraph_matches_eager(mode, monkeypatch):
+    model = small_net().train(mode == "train")
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    compiled = torch.compile(model, fullgraph=True)  # the PyTorch loop inside the graph
+    if mode == "eval":
+        with torch.no_grad():
+            assert torch.allclose(compiled(x), model(x), atol=1e-6)
+        return
+    monkeypatch.setenv("RMPSNN_BACKEND", "torch")  # eager reference on the same backend
+    F.cross_entropy(model(x), y).backward()
+    eager = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    monkeypatch.delenv("RMPSNN_BACKEND")
+    F.cross_entropy(compiled(x), y).backward()
+    for g_eager, p in zip(eager, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, g_eager, rtol=1e-4, atol=1e-5)
