@@ -67,3 +67,31 @@ def test_torch_compile_fullgraph_matches_eager(mode, monkeypatch):
     F.cross_entropy(compiled(x), y).backward()
     for g_eager, p in zip(eager, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, g_eager, rtol=1e-4, atol=1e-5)
+
+
+def test_models_take_the_neuron_and_reset_states_resets_everything():
+    from rmpsnn.conversion import convert
+    from rmpsnn.layers import PoissonEncoder
+    from rmpsnn.neurons import IF, reset_states
+
+    net = create("resnet19", neuron="if", reset="soft", v_th=1.0, timesteps=2)
+    kinds = {type(m) for m in net.modules() if isinstance(m, (IF, LIF))}
+    assert kinds == {IF} and all(m.reset == "soft" for m in net.modules() if isinstance(m, IF))
+    custom = create("cpu_net", neuron=lambda **kw: LIF(**{**kw, "tau": 0.5}), width=[4, 8, 8])
+    assert {m.tau for m in custom.modules() if isinstance(m, LIF)} == {0.5}
+    with pytest.raises(ValueError, match="unknown neuron 'alif'"):
+        create("cpu_net", neuron="alif")
+    # one call resets neurons, converted IF layers and a seeded Poisson encoder alike
+    torch.manual_seed(0)
+    ann = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    snn = convert(ann, torch.rand(16, 4), calibrate="none", balance="act-max")
+    enc = PoissonEncoder(3, seed=1)
+    lif = LIF(step_mode="single")
+    snn(torch.rand(2, 4), 3)
+    x = torch.full((2, 4), 0.5)
+    first = enc(x)
+    lif(torch.rand(2, 4))
+    model = torch.nn.ModuleList([snn, enc, lif])
+    reset_states(model)
+    assert lif.v is None and all(n.v is None for n in snn.if_nodes) and enc._gen is None
+    assert torch.equal(enc(x), first)  # the encoder starts its seeded sequence again

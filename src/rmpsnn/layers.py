@@ -200,6 +200,8 @@ class PoissonEncoder(nn.Module):
     def reset(self) -> None:
         self._gen = None
 
+    reset_state = reset  # what rmpsnn.neurons.reset_states calls on every stateful module
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gen = None
         if self.seed is not None:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from .errors import InputError
+from .functional.kernels import cpu_kernels, numba_available, run_kernel
 
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
@@ -52,9 +53,7 @@ def _pow_mode(p: float) -> int:
 
 
 def _fused_ok(u: torch.Tensor) -> bool:
-    from .functional.neuron import _numba_available
-
-    return u.device.type == "cpu" and u.dtype == torch.float32 and _numba_available()
+    return u.device.type == "cpu" and u.dtype == torch.float32 and numba_available()
 
 
 def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> float:
@@ -62,12 +61,10 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> float:
     if _fused_ok(u):
         import numpy as np
 
-        from .functional.neuron import _cpu_kernels, _run_numba
-
         flat = u.contiguous().reshape(-1)
-        k = _cpu_kernels()
+        k = cpu_kernels()
         partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
-        _run_numba(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
+        run_kernel(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
         return float(partial.sum())
     with torch.no_grad():
         d = quantization_distance(u, v_th)
@@ -93,12 +90,10 @@ class _RMPSum(torch.autograd.Function):
         if _fused_ok(u):
             import numpy as np
 
-            from .functional.neuron import _cpu_kernels, _run_numba
-
             flat = u.detach().contiguous().reshape(-1)
             g = torch.empty_like(flat)
-            k = _cpu_kernels()
-            _run_numba(
+            k = cpu_kernels()
+            run_kernel(
                 k.rmp_backward,
                 flat.numpy(),
                 np.float32(ctx.v_th),

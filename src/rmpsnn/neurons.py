@@ -26,7 +26,7 @@ from torch import nn
 
 from . import surrogate as _surrogate
 from .errors import InputError
-from .functional.neuron import RESETS, _check_reset, _check_tau, _check_threshold, lif_multistep_state
+from .functional.neuron import RESETS, check_reset, check_tau, check_threshold, lif_multistep_state
 
 __all__ = ["IF", "LIF", "MembraneRecorder", "OutputIntegrator", "SpikingNeuron", "reset_states"]
 
@@ -107,8 +107,8 @@ class SpikingNeuron(_Stateful):
         membrane_storage: str = "auto",
     ):
         super().__init__(step_mode, carry_state)
-        _check_reset(reset)
-        self.tau = _check_tau(tau)
+        check_reset(reset)
+        self.tau = check_tau(tau)
         self.reset = reset
         self.surrogate = _surrogate.get(surrogate)
         self.v_init = v_init
@@ -116,7 +116,7 @@ class SpikingNeuron(_Stateful):
         self.backend = backend
         self.membrane_storage = membrane_storage
         th = torch.as_tensor(v_th, dtype=torch.get_default_dtype()).clone()
-        _check_threshold(th)
+        check_threshold(th)
         self.register_buffer("v_th", th)
         # recorders currently attached to this module (see MembraneRecorder); per instance,
         # empty unless somebody asked, so nothing extra is kept by default
@@ -125,7 +125,7 @@ class SpikingNeuron(_Stateful):
     def set_threshold(self, v_th: float | torch.Tensor) -> None:
         """Replace the threshold (e.g. after threshold balancing)."""
         th = torch.as_tensor(v_th, dtype=self.v_th.dtype, device=self.v_th.device).clone()
-        _check_threshold(th)
+        check_threshold(th)
         self.v_th = th
 
     def _threshold(self):
@@ -263,10 +263,13 @@ class OutputIntegrator(_Stateful):
 
 
 def reset_states(model: nn.Module) -> None:
-    """Reset the potential of every neuron/integrator in ``model`` (before a new sequence)."""
+    """Reset every stateful module in ``model`` before a new sequence: the potential of each
+    neuron and integrator, a converted SNN's IF layers, and the generator of a seeded Poisson
+    encoder -- anything with a ``reset_state()`` method."""
     for m in model.modules():
-        if isinstance(m, _Stateful):
-            m.reset_state()
+        reset = getattr(m, "reset_state", None)
+        if callable(reset):
+            reset()
 
 
 class MembraneRecorder:

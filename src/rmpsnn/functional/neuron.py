@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from typing import NamedTuple
 
 import torch
 
 from .. import surrogate as _surrogate
 from ..errors import InputError, NonFiniteError
+from .kernels import cpu_kernels, numba_available, run_kernel
 
 __all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
 
@@ -104,7 +104,7 @@ def _tracing(t: torch.Tensor | None = None) -> bool:
     return torch.compiler.is_compiling() or (t is not None and t.device.type == "meta")
 
 
-def _check_threshold(v_th: torch.Tensor) -> None:
+def check_threshold(v_th: torch.Tensor) -> None:
     if v_th.numel() == 0:
         raise InputError("v_th is an empty tensor; give a number or one value per channel/neuron")
     if _tracing(v_th):  # a value check cannot run inside a compiled/exported graph; eager calls do
@@ -147,14 +147,14 @@ def _check_finite(x: torch.Tensor, fn: str) -> None:
             )
 
 
-def _check_tau(tau: float) -> float:
+def check_tau(tau: float) -> float:
     tau = float(tau)
     if not 0.0 <= tau <= 1.0:
         raise InputError(f"tau (the leak factor) must be in [0, 1], got {tau}; tau = 1 is the IF neuron")
     return tau
 
 
-def _check_reset(reset: str) -> None:
+def check_reset(reset: str) -> None:
     if reset not in RESETS:
         raise InputError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
 
@@ -197,19 +197,6 @@ def _torch_backward(gs, gu, gl, upre, th, tau, hard, reset_grad, sg, out=None):
 
 
 # --------------------------------------------------------------------------- fused CPU path
-_kernel_lock = threading.Lock()  # numba's workqueue layer must not be entered concurrently
-_kernels = None
-
-
-def _cpu_kernels():
-    global _kernels
-    if _kernels is None:
-        from . import _cpu_kernels
-
-        _kernels = _cpu_kernels
-    return _kernels
-
-
 def _np32(v: float):
     import numpy as np
 
@@ -223,23 +210,13 @@ def _dummy(dtype=torch.float32):
     return torch.zeros((1, 1), dtype=dtype)
 
 
-def _run_numba(fn, *args):
-    import numba
-
-    with _kernel_lock:
-        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        if numba.get_num_threads() != threads:
-            numba.set_num_threads(threads)
-        fn(*args)
-
-
 def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
     """x2: [T, N] float32 contiguous; v0: _Param or None.
 
     Keeps u_pre as float32 when ``need_upre``, as uint16 codes when ``compact_radius`` is given
     (the surrogate's support half-width), else not at all.  Returns (spikes, upre, codes, ulast).
     """
-    k = _cpu_kernels()
+    k = cpu_kernels()
     T, N = x2.shape
     store = 1 if need_upre else (2 if compact_radius is not None else 0)
     spikes = torch.empty_like(x2)
@@ -248,7 +225,7 @@ def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
     ulast = torch.empty(N, dtype=x2.dtype)
     radius = compact_radius if compact_radius is not None else 1.0
     v0_flat = v0.flat if v0 is not None else _dummy()[0]
-    _run_numba(
+    run_kernel(
         k.lif_forward,
         x2.numpy(),
         v0_flat.numpy(),
@@ -271,7 +248,7 @@ def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
 
 def _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, compact_radius=None, out=None):
     """``saved`` is u_pre [T, N] (float32) or its uint16 codes when ``compact_radius`` is set."""
-    k = _cpu_kernels()
+    k = cpu_kernels()
     T, N = saved.shape
     compact = compact_radius is not None
     gx = torch.empty((T, N), dtype=torch.float32) if out is None else out
@@ -282,7 +259,7 @@ def _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, compact_radi
     def arr(g):
         return (g.contiguous().reshape(T, N) if g is not None else _dummy()).numpy()
 
-    _run_numba(
+    run_kernel(
         k.lif_backward,
         arr(gs),
         gs is not None,
@@ -404,21 +381,7 @@ def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> 
     if backend == "torch":
         return False
     # dynamo cannot trace into numba: compiled and exported graphs use the PyTorch loop
-    return fits and not _tracing() and _numba_available()
-
-
-_NUMBA_OK: bool | None = None
-
-
-def _numba_available() -> bool:
-    global _NUMBA_OK
-    if _NUMBA_OK is None:
-        try:
-            _cpu_kernels()
-            _NUMBA_OK = True
-        except Exception:  # pragma: no cover - numba missing or broken: fall back quietly
-            _NUMBA_OK = False
-    return _NUMBA_OK
+    return fits and not _tracing() and numba_available()
 
 
 # --------------------------------------------------------------------------- public API
@@ -447,12 +410,12 @@ def lif_multistep_state(
     environment variable ``RMPSNN_MEMBRANE_STORAGE=float32`` is set."""
     fn = "lif_multistep"
     _check_input(x, fn)
-    _check_reset(reset)
+    check_reset(reset)
     sg = _surrogate.get(surrogate)
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     sample_shape = x.shape[1:]
     th = _as_param(v_th, sample_shape, "v_th", x)
-    _check_threshold(th.flat)
+    check_threshold(th.flat)
     v0 = None
     v0_tensor = None
     v0_shape = None

@@ -5,7 +5,9 @@ output is repeated over the ``timesteps``, then LIF) or event frames ``[T, B, C,
 first conv runs over all T*B frames), and return the integrator read-out ``[B, classes]``
 (mean over time of the last layer, RMP-Loss eq. 4).  tdBN everywhere, with α = 1/√2 on the BNs
 whose outputs are summed in a residual block and 1 elsewhere (Zheng et al., AAAI 2021).
-Neurons: ``LIF`` with the given ``tau``/``v_th``/``surrogate`` (RMP-Loss defaults).
+Neurons: ``LIF`` with the given ``tau``/``v_th``/``surrogate``/``reset`` (RMP-Loss defaults), or
+another kind with ``neuron="if"`` or ``neuron=callable`` (e.g.
+``create("resnet19", neuron="if", reset="soft", v_th=1.0)``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..layers import TdBatchNorm2d, TimeFolded, repeat_time, residual_alpha
-from ..neurons import LIF, OutputIntegrator
+from ..neurons import IF, LIF, OutputIntegrator
 from .registry import register
 
 __all__ = [
@@ -64,7 +66,7 @@ class SpikingNet(nn.Module):
             raise InputError(f"timesteps must be >= 1, got {timesteps}")
         self.timesteps = timesteps
         self.stem_conv, self.stem_bn = stem_conv, stem_bn
-        self.stem_lif = LIF(**neuron_kwargs)
+        self.stem_lif = _make_neuron(neuron_kwargs)
         self.body, self.head = body, head
         self.readout = OutputIntegrator("mean")
 
@@ -89,7 +91,7 @@ class SpikingBasicBlock(nn.Module):
         super().__init__()
         a = residual_alpha()
         self.conv1, self.bn1 = _conv(cin, cout, 3, stride), TdBatchNorm2d(cout, v_th=v_th)
-        self.lif1 = LIF(**neuron_kwargs)
+        self.lif1 = _make_neuron(neuron_kwargs)
         self.conv2, self.bn2 = _conv(cout, cout, 3), TdBatchNorm2d(cout, alpha=a, v_th=v_th)
         if stride != 1 or cin != cout:
             if shortcut == "avgpool":  # Diet-SNN: average pool then 1x1 conv
@@ -104,7 +106,7 @@ class SpikingBasicBlock(nn.Module):
                 )
         else:
             self.shortcut = nn.Identity()
-        self.lif2 = LIF(**neuron_kwargs)
+        self.lif2 = _make_neuron(neuron_kwargs)
 
     def forward(self, x):
         out = self.lif1(self.bn1(self.conv1(x)))
@@ -112,8 +114,29 @@ class SpikingBasicBlock(nn.Module):
         return self.lif2(out + self.shortcut(x))
 
 
-def _neuron_kwargs(tau, v_th, surrogate, reset):
-    return {"tau": tau, "v_th": v_th, "surrogate": surrogate, "reset": reset}
+NEURONS = ("lif", "if")
+
+
+def _neuron_kwargs(tau, v_th, surrogate, reset, neuron="lif"):
+    if not callable(neuron) and neuron not in NEURONS:
+        raise InputError(
+            f"unknown neuron {neuron!r}; valid values: {', '.join(NEURONS)}, or a callable that takes "
+            f"tau, v_th, surrogate and reset and returns a module"
+        )
+    return {"tau": tau, "v_th": v_th, "surrogate": surrogate, "reset": reset, "neuron": neuron}
+
+
+def _make_neuron(nk: dict) -> nn.Module:
+    """One spiking layer: ``neuron="lif"`` (LIF with ``tau``), ``"if"`` (no leak: ``tau`` is not
+    used), or a callable ``f(tau=, v_th=, surrogate=, reset=)`` returning a module."""
+    kw = {k: v for k, v in nk.items() if k != "neuron"}
+    kind = nk.get("neuron", "lif")
+    if callable(kind):
+        return kind(**kw)
+    if kind == "if":
+        kw.pop("tau")
+        return IF(**kw)
+    return LIF(**kw)
 
 
 def _stage(cin, widths, blocks, first_stride, nk, shortcut, v_th):
@@ -130,7 +153,7 @@ def _gap_head(c, num_classes):
     return TimeFolded(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
 
 
-_DEFAULTS = {"tau": 0.25, "v_th": 0.5, "surrogate": "inflor", "reset": "hard"}
+_DEFAULTS = {"tau": 0.25, "v_th": 0.5, "surrogate": "inflor", "reset": "hard", "neuron": "lif"}
 
 
 def _build_resnet(
@@ -174,8 +197,8 @@ def spiking_resnet20(num_classes: int = 10, timesteps: int = 4, in_channels: int
     [2, 2, 2, 2] at 64/128/256/512 with avg-pool + 1x1 conv shortcuts.  CIFAR-10: 11.3 M parameters."""
     nk = _neuron_kwargs(**{**_DEFAULTS, **neuron})
     extra = nn.Sequential(
-        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), LIF(**nk),
-        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), LIF(**nk),
+        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), _make_neuron(nk),
+        _conv(64, 64), TdBatchNorm2d(64, v_th=nk["v_th"]), _make_neuron(nk),
         TimeFolded(nn.AvgPool2d(2)),
     )  # fmt: skip
     layout = {
@@ -227,7 +250,7 @@ def spiking_vgg16(num_classes: int = 10, timesteps: int = 4, in_channels: int = 
         if v == "P":
             layers.append(TimeFolded(nn.AvgPool2d(2)))
         else:
-            layers += [_conv(c, v), TdBatchNorm2d(v, v_th=nk["v_th"]), LIF(**nk)]
+            layers += [_conv(c, v), TdBatchNorm2d(v, v_th=nk["v_th"]), _make_neuron(nk)]
             c = v
     stem_conv = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
     return SpikingNet(
@@ -257,11 +280,11 @@ def spiking_cpu_net(
     body = nn.Sequential(
         _conv(a, b),
         TdBatchNorm2d(b, v_th=nk["v_th"]),
-        LIF(**nk),
+        _make_neuron(nk),
         TimeFolded(nn.AvgPool2d(2)),
         _conv(b, c),
         TdBatchNorm2d(c, v_th=nk["v_th"]),
-        LIF(**nk),
+        _make_neuron(nk),
         TimeFolded(nn.AvgPool2d(2)),
     )
     head = TimeFolded(nn.Flatten(), nn.Linear(c * (image_size // 4) ** 2, num_classes))
