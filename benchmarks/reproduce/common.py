@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from rmpsnn.data import shared_cifar10
 from rmpsnn.data import transforms as T
 from rmpsnn.data.resolve import channel_stats
+from rmpsnn.training.ann import _param_groups
 
 # Figures of the papers, as quoted in issue 16 (RMP-SNN: Han et al. CVPR 2020, re-measured at
 # T = 32/64 by QCFS, Bu et al. ICLR 2022; RMP-Loss: Guo et al. ICCV 2023).
@@ -95,13 +96,6 @@ def load_cifar(args, log: Log):
     return train, test, on_dev, mean, std
 
 
-def _param_groups(model, weight_decay: float):
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 @torch.no_grad()
 def accuracy(model, x_u8, y, mean, std, *, batch: int = 1000) -> float:
     model.eval()
@@ -133,7 +127,10 @@ def train_ann(model, data, mean, std, args, log: Log, *, batch: int = 512, lr: f
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
     x_all, y_all = data["train"]
-    opt = torch.optim.SGD(_param_groups(model, wd), lr=lr, momentum=0.9, nesterov=True)
+    groups = _param_groups(model, lr, wd, scale_wide_linear=False)  # no weight decay on BN/biases
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     aug = T.Compose([T.RandomCrop(x_all.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)])
     gen = torch.Generator().manual_seed(args.seed)
     budget = args.budget_min * 60
@@ -150,7 +147,7 @@ def train_ann(model, data, mean, std, args, log: Log, *, batch: int = 512, lr: f
                 break
             scale = frac / 0.05 if frac < 0.05 else 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
             for g in opt.param_groups:
-                g["lr"] = lr * max(scale, 1e-3)
+                g["lr"] = g["initial_lr"] * max(scale, 1e-3)
             idx = order[i : i + batch]
             x = aug(x_all[idx].float() / 255, generator=gen)
             with _autocast(dev):

@@ -76,6 +76,20 @@ class _Builder:
         self.lossy: list[str] = []
         self.pending_conv: str | None = None  # a conv node a following BN may fold into
 
+    def sources(self, name: str) -> list[str]:
+        return [s for s, d in self.edges if d == name]
+
+    def users(self, name: str) -> list[str]:
+        return [d for s, d in self.edges if s == name]
+
+    def bypass(self, name: str) -> None:
+        """Remove node ``name``, connecting its inputs to its users."""
+        srcs, dsts = self.sources(name), self.users(name)
+        self.edges = [(s, d) for s, d in self.edges if name not in (s, d)] + [
+            (s, d) for s in srcs for d in dsts
+        ]
+        del self.nodes[name]
+
     def add(self, name: str, node, inputs: list[str]) -> str:
         self.nodes[name] = node
         self.edges += [(i, name) for i in inputs]
@@ -447,17 +461,14 @@ def _sum_pools_for_norse(nir, b: _Builder) -> list[str]:
     """Norse reads ``SumPool2d`` but not ``AvgPool2d``: write each average pool as a sum pool and
     fold its ``1/k²`` into the Affine/Conv2d after it (through a Flatten)."""
     changed = []
-    users: dict[str, list[str]] = {}
-    for src, dst in b.edges:
-        users.setdefault(src, []).append(dst)
     for name, node in list(b.nodes.items()):
         if not isinstance(node, nir.AvgPool2d):
             continue
         if np.any(np.asarray(node.padding) != 0):
             raise NIRExportError(f"{name}: a padded average pool has no sum-pool form for Norse")
-        nxt = users.get(name, [])
+        nxt = b.users(name)
         while len(nxt) == 1 and isinstance(b.nodes[nxt[0]], nir.Flatten):
-            nxt = users.get(nxt[0], [])
+            nxt = b.users(nxt[0])
         if len(nxt) != 1 or not isinstance(b.nodes[nxt[0]], (nir.Affine, nir.Conv2d)):
             raise NIRExportError(
                 f"{name}: Norse has no average pooling, and the 1/k^2 of a sum pool can only be folded "
@@ -477,9 +488,6 @@ def _make_portable(nir, b: _Builder, fold_r: bool) -> list[str]:
     ``fold_r`` each LIF's input gain ``r`` is folded into the Affine/Conv2d that feeds it (``r = 1``:
     Norse ignores ``r``).  Returns what was changed, for the graph's metadata."""
     changed = []
-    users: dict[str, list[str]] = {}
-    for src, dst in b.edges:
-        users.setdefault(src, []).append(dst)
     for name, node in list(b.nodes.items()):
         if isinstance(node, nir.LIF) and fold_r:
             r = np.asarray(node.r, np.float64)
@@ -488,10 +496,10 @@ def _make_portable(nir, b: _Builder, fold_r: bool) -> list[str]:
             gain = float(r.flat[0])
             if not np.allclose(r, gain):
                 raise NIRExportError(f"{name}: a per-neuron LIF gain r cannot be folded (portable=False)")
-            sources = [src for src, dst in b.edges if dst == name]
+            sources = b.sources(name)
             for src in sources:
                 prev = b.nodes[src]
-                if not isinstance(prev, (nir.Affine, nir.Conv2d)) or users[src] != [name]:
+                if not isinstance(prev, (nir.Affine, nir.Conv2d)) or b.users(src) != [name]:
                     raise NIRExportError(
                         f"{name}: its input gain r = {gain:g} can only be folded into Affine/Conv2d layers "
                         f"that feed nothing else, but {src} is a {type(prev).__name__}; export with "
@@ -502,10 +510,8 @@ def _make_portable(nir, b: _Builder, fold_r: bool) -> list[str]:
                 b.nodes[src].bias = (np.asarray(b.nodes[src].bias) * gain).astype(np.float32)
             node.r = np.ones_like(np.asarray(node.r, np.float32))
             changed.append(f"{name}: r={gain:g} folded into {', '.join(sources)}")
-        elif isinstance(node, nir.I) and users.get(name) == ["output"]:
-            sources = [src for src, dst in b.edges if dst == name]
-            b.edges = [(s, d) for s, d in b.edges if name not in (s, d)] + [(s, "output") for s in sources]
-            del b.nodes[name]
+        elif isinstance(node, nir.I) and b.users(name) == ["output"]:
+            b.bypass(name)
             changed.append(f"{name}: the integrating read-out left out (sum the outputs over time)")
     return changed
 
@@ -519,14 +525,12 @@ def _fold_scales(nir, b: _Builder) -> list[str]:
         if not isinstance(node, nir.Scale):
             continue
         scale = np.asarray(node.scale, np.float64)
-        users = [d for s, d in b.edges if s == name]
-        path = []
+        users, path = b.users(name), []
         while len(users) == 1 and isinstance(b.nodes[users[0]], (nir.AvgPool2d, nir.Flatten)):
             path.append(users[0])
-            users = [d for s, d in b.edges if s == users[0]]
+            users = b.users(users[0])
         target = b.nodes[users[0]] if len(users) == 1 else None
-        ins = [s for s, d in b.edges if d == (users[0] if users else None)]
-        if not isinstance(target, (nir.Affine, nir.Conv2d)) or len(ins) != 1:
+        if not isinstance(target, (nir.Affine, nir.Conv2d)) or len(b.sources(users[0])) != 1:
             raise NIRExportError(
                 f"{name}: the threshold scale of a converted layer can only be folded into an Affine/Conv2d "
                 f"that it alone feeds (through pooling/flatten); a residual addition cannot be exported "
@@ -550,11 +554,7 @@ def _fold_scales(nir, b: _Builder) -> list[str]:
         else:
             raise NIRExportError(f"{name}: cannot fold a scale of shape {scale.shape} into {users[0]}")
         target.weight = w.astype(np.float32)
-        src = [s for s, d in b.edges if d == name]
-        b.edges = [(s, d) for s, d in b.edges if name not in (s, d)] + [
-            (s, d) for s in src for d in [path[0] if path else users[0]]
-        ]
-        del b.nodes[name]
+        b.bypass(name)
         changed.append(f"{name}: folded into {users[0]}")
     return changed
 
@@ -570,9 +570,9 @@ def _unit_thresholds(nir, b: _Builder) -> list[str]:
         th = np.asarray(node.v_threshold, np.float64)
         if th.size == 0 or np.allclose(th, th.flat[0]):
             continue
-        src = [s for s, d in b.edges if d == name]
+        src = b.sources(name)
         prev = b.nodes[src[0]] if len(src) == 1 else None
-        if not isinstance(prev, (nir.Affine, nir.Conv2d)) or [d for s, d in b.edges if s == src[0]] != [name]:
+        if not isinstance(prev, (nir.Affine, nir.Conv2d)) or b.users(src[0]) != [name]:
             raise NIRExportError(
                 f"{name}: its per-channel thresholds can only be normalised through the one Affine/Conv2d "
                 f"that feeds it; export with portable=False or balance per layer"
