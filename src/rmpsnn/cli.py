@@ -263,13 +263,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    import torch
+
     from .training import load_model, resolve_checkpoint
     from .training.config import load_config
-    from .training.distributed import Dist, _pick_device
+    from .training.distributed import Dist
     from .training.trainer import build_data, evaluate_model
 
     path = resolve_checkpoint(args.checkpoint)
-    device = _pick_device(args.device)
+    device = torch.device(args.device)  # resolved and checked in main()
     model, info = load_model(path, device=device)
     if "config" not in info:
         raise InputError(f"{path} was not written by `rmpsnn train`; it stores no data configuration")

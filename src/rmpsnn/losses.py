@@ -56,8 +56,9 @@ def _fused_ok(u: torch.Tensor) -> bool:
     return u.device.type == "cpu" and u.dtype == torch.float32 and numba_available()
 
 
-def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> float:
-    """``Σ |Dis(u)|^p`` in float64; on CPU float32 one fused pass that allocates nothing per element."""
+def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> torch.Tensor:
+    """``Σ |Dis(u)|^p`` as a float64 scalar on ``u``'s device; on CPU float32 one fused pass that
+    allocates nothing per element (elsewhere no host round trip)."""
     if _fused_ok(u):
         import numpy as np
 
@@ -65,10 +66,10 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> float:
         k = cpu_kernels()
         partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
         run_kernel(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
-        return float(partial.sum())
+        return torch.tensor(partial.sum(), dtype=torch.float64)
     with torch.no_grad():
         d = quantization_distance(u, v_th)
-        return float(d.abs().pow(p).sum(dtype=torch.float64))
+        return d.abs().pow(p).sum(dtype=torch.float64)
 
 
 class _RMPSum(torch.autograd.Function):
@@ -80,7 +81,7 @@ class _RMPSum(torch.autograd.Function):
     def forward(ctx, u: torch.Tensor, v_th: float, p: float):
         ctx.save_for_backward(u)
         ctx.v_th, ctx.p = v_th, p
-        return torch.tensor(_dis_power_sum(u.detach(), v_th, p), dtype=u.dtype, device=u.device)
+        return _dis_power_sum(u.detach(), v_th, p).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -172,8 +173,8 @@ class QuantizationErrorMeter:
         for name, u in items:
             u = u.detach()
             key = str(name)  # streamed: two reductions, no copies of the layer's membranes
-            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + _dis_power_sum(u, self.v_th, 1.0)
-            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + _dis_power_sum(u, self.v_th, 2.0)
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 1.0))
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 2.0))
             self.count[key] = self.count.get(key, 0) + u.numel()
 
     def compute(self) -> dict:

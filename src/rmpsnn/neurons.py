@@ -26,7 +26,14 @@ from torch import nn
 
 from . import surrogate as _surrogate
 from .errors import InputError
-from .functional.neuron import RESETS, check_reset, check_tau, check_threshold, lif_multistep_state
+from .functional.neuron import (
+    RESETS,
+    check_reset,
+    check_tau,
+    check_threshold,
+    is_tracing,
+    lif_multistep_state,
+)
 
 __all__ = ["IF", "LIF", "MembraneRecorder", "OutputIntegrator", "SpikingNeuron", "reset_states"]
 
@@ -131,7 +138,7 @@ class SpikingNeuron(_Stateful):
     def _threshold(self):
         # a Python number on the eager path (cheapest for the kernels); the buffer itself when
         # compiled or exported, where float() of a tensor would break the graph
-        if self.v_th.ndim > 0 or torch.compiler.is_compiling() or self.v_th.device.type == "meta":
+        if self.v_th.ndim > 0 or is_tracing(self.v_th):
             return self.v_th
         return float(self.v_th)
 

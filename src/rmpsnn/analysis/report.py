@@ -101,15 +101,16 @@ def _pct(x) -> str:
 
 def _training_run(run: Path, images: int, device: str) -> dict:
     """Metrics, summary and a monitored evaluation of the run's best checkpoint."""
+    from ..devices import resolve_device
     from ..training import load_model, resolve_checkpoint
     from ..training.config import load_config
-    from ..training.distributed import Dist, _pick_device
+    from ..training.distributed import Dist
     from ..training.rundir import read_metrics
     from ..training.trainer import _prepare, build_data
 
     metrics = read_metrics(run / "metrics.jsonl")
     ckpt = resolve_checkpoint(run)
-    dev = _pick_device(device)
+    dev = resolve_device(device)
     model, info = load_model(ckpt, device=dev)
     cfg = load_config(info["config"], ["data.augment=none", f"data.test_limit={images}"])
     data = build_data(cfg, Dist(device=dev))

@@ -98,7 +98,7 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
     return _Param(t, flat.contiguous(), int(stride))
 
 
-def _tracing(t: torch.Tensor | None = None) -> bool:
+def is_tracing(t: torch.Tensor | None = None) -> bool:
     """Inside torch.compile / torch.export, or on the meta device: values are unknown, so no
     data-dependent Python branches (and no numba)."""
     return torch.compiler.is_compiling() or (t is not None and t.device.type == "meta")
@@ -107,7 +107,7 @@ def _tracing(t: torch.Tensor | None = None) -> bool:
 def check_threshold(v_th: torch.Tensor) -> None:
     if v_th.numel() == 0:
         raise InputError("v_th is an empty tensor; give a number or one value per channel/neuron")
-    if _tracing(v_th):  # a value check cannot run inside a compiled/exported graph; eager calls do
+    if is_tracing(v_th):  # a value check cannot run inside a compiled/exported graph; eager calls do
         return
     if not bool((v_th > 0).all()):
         raise InputError(
@@ -137,7 +137,7 @@ def _check_finite(x: torch.Tensor, fn: str) -> None:
     # the PyTorch loop would answer differently (spikes and gradients).  The sum is one vectorised
     # pass (~1/20 of the neuron's forward); only a non-finite sum is checked element by element.
     # (CUDA tensors are not checked: that would synchronise every layer; NaN propagates there.)
-    if x.device.type == "cpu" and x.numel() and not _tracing():
+    if x.device.type == "cpu" and x.numel() and not is_tracing():
         xd = x.detach()
         if not torch.isfinite(xd.sum()) and not bool(torch.isfinite(xd).all()):
             bad = int((~torch.isfinite(xd)).sum())
@@ -381,7 +381,7 @@ def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> 
     if backend == "torch":
         return False
     # dynamo cannot trace into numba: compiled and exported graphs use the PyTorch loop
-    return fits and not _tracing() and numba_available()
+    return fits and not is_tracing() and numba_available()
 
 
 # --------------------------------------------------------------------------- public API

@@ -11,7 +11,14 @@ from torch import nn
 
 from ..errors import CheckpointError, NonFiniteError
 
-__all__ = ["CheckpointError", "load_model", "nonfinite_tensors", "resolve_checkpoint", "save_model"]
+__all__ = [
+    "CheckpointError",
+    "describe_nonfinite",
+    "load_model",
+    "nonfinite_tensors",
+    "resolve_checkpoint",
+    "save_model",
+]
 
 
 def nonfinite_tensors(model: nn.Module) -> list[str]:
@@ -21,6 +28,12 @@ def nonfinite_tensors(model: nn.Module) -> list[str]:
         for k, v in model.state_dict().items()
         if v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
+
+
+def describe_nonfinite(names: list[str]) -> str:
+    """``"2 weight tensor(s) became NaN or infinite (a, b)"`` (at most three names)."""
+    more = ", ..." if len(names) > 3 else ""
+    return f"{len(names)} weight tensor(s) became NaN or infinite ({', '.join(names[:3])}{more})"
 
 
 def save_model(
@@ -36,8 +49,7 @@ def save_model(
     bad = nonfinite_tensors(model)
     if bad:
         raise NonFiniteError(
-            f"not saving {path}: {len(bad)} weight tensor(s) are NaN or infinite ({', '.join(bad[:3])}"
-            f"{', ...' if len(bad) > 3 else ''}); training diverged -- lower the learning rate"
+            f"not saving {path}: {describe_nonfinite(bad)}; training diverged -- lower the learning rate"
         )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"model": model_name, "kwargs": json.dumps(model_kwargs), "info": json.dumps(info)}

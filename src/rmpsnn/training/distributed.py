@@ -50,14 +50,10 @@ class Dist:
             dist.destroy_process_group()
 
 
-def _pick_device(requested: str) -> torch.device:
-    return resolve_device(requested, option="run.device")
-
-
 def init_distributed(requested_device: str = "auto") -> Dist:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1), else one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _pick_device(requested_device)
+    device = resolve_device(requested_device, option="run.device")
     if world <= 1:
         return Dist(device=device)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

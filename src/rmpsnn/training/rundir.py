@@ -34,15 +34,16 @@ __all__ = ["RunLock", "read_metrics", "remove_stale_temp_files"]
 class RunLock:
     """Exclusive lock on a run directory (``with RunLock(run_dir): ...`` or acquire/release)."""
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, option: str = "run directory"):
         self.run_dir = Path(run_dir)
+        self.option = option  # what the user set, for the error message (e.g. run.out)
         self._file = None
 
     def acquire(self) -> RunLock:
         if self._file is not None:
             return self
         if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise InputError(f"{self.run_dir} is a file, not a run directory; choose another path")
+            raise InputError(f"{self.option}={self.run_dir} is a file; give a directory path for the run")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         f = open(self.run_dir / ".lock", "a+")
         if fcntl is not None:

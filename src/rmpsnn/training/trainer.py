@@ -49,7 +49,7 @@ from ..models import create
 from ..models.registry import builder
 from ..neurons import MembraneRecorder
 from .ann import _param_groups, warmup_cosine
-from .checkpoint import CheckpointError, nonfinite_tensors, save_model
+from .checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
 from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
 from .distributed import Dist, init_distributed
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
@@ -293,7 +293,7 @@ class Trainer:
         self.partial = torch.zeros(5, dtype=torch.float64)  # ce*n, rmp*n, correct, seen, seconds
         self._saved = (0, 0)  # (epoch, step) of the last checkpoint written
         self._tb = None
-        self.lock = RunLock(self.run_dir)
+        self.lock = RunLock(self.run_dir, option="run.out")
 
     # -- set-up helpers
     def _model_kwargs(self) -> dict:
@@ -399,8 +399,7 @@ class Trainer:
         bad = nonfinite_tensors(self.model)
         if bad:
             raise NonFiniteError(
-                f"{len(bad)} weight tensor(s) became NaN or infinite ({', '.join(bad[:3])}"
-                f"{', ...' if len(bad) > 3 else ''}) by epoch {self.epoch + 1}, step {self.step}; they are "
+                f"{describe_nonfinite(bad)} by epoch {self.epoch + 1}, step {self.step}; they are "
                 f"not saved, and the last good checkpoint {self.run_dir / 'last.safetensors'} (epoch "
                 f"{self._saved[0] + 1}, step {self._saved[1]}) is kept. Start a new run with a lower "
                 f"optim.lr or with optim.grad_clip set"
@@ -464,8 +463,6 @@ class Trainer:
         """Take the run directory's lock (rank 0), clear what a killed process left, and on a new
         run write the configuration."""
         if self.dist.is_main:
-            if self.run_dir.exists() and not self.run_dir.is_dir():
-                raise ConfigError(f"run.out={self.run_dir} is a file; give a directory path for the run")
             self.lock.acquire()
             remove_stale_temp_files(self.run_dir)
             if not resume:
