@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (once) with torch and rmpsnn installed in editable mode, plus the dev tools.
 # Safe to run repeatedly: it reinstalls only when pyproject.toml changed.  --test also installs
-# what only the tests need (tests/requirements-interop*.txt).
+# what only the tests need (tests/requirements-*.txt).
 #
 #   TORCH_SPEC   the torch requirement installed first (default: torch==2.13.0, the CPU build
 #                this project is tested with; e.g. TORCH_SPEC="torch==2.5.1" for a CUDA machine)
@@ -27,14 +27,15 @@ if ! { [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$w
     echo "$want" > "$stamp"
 fi
 
-# --test: also the real snnTorch / Norse / SpikingJelly NIR importers, for the interop tests
-# (not rmpsnn dependencies; scripts/test.sh asks for them, the quickstart does not)
+# --test: also the real snnTorch / Norse / SpikingJelly NIR importers, for the interop tests, and
+# triton, whose interpreter runs the CUDA kernels' tests on CPU (not rmpsnn dependencies;
+# scripts/test.sh asks for them, the quickstart does not)
 if [ "${1:-}" = "--test" ]; then
     tstamp="$VENV/.rmpsnn-test-installed"
-    twant="$(cat tests/requirements-interop*.txt | sha256sum | cut -d' ' -f1) $TORCH_SPEC"
+    twant="$(cat tests/requirements-*.txt | sha256sum | cut -d' ' -f1) $TORCH_SPEC"
     if ! { [ -f "$tstamp" ] && [ "$(cat "$tstamp")" = "$twant" ]; }; then
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -r tests/requirements-interop.txt "$TORCH_SPEC"
+            -r tests/requirements-interop.txt -r tests/requirements-kernels.txt "$TORCH_SPEC"
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
             -r tests/requirements-interop-nodeps.txt
         echo "$twant" > "$tstamp"

@@ -51,22 +51,51 @@ def test_torch_export_of_an_inference_model():
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_torch_compile_fullgraph_matches_eager(mode, monkeypatch):
+def test_torch_compile_fullgraph_matches_eager_and_keeps_the_fused_kernels(mode, monkeypatch):
+    from rmpsnn.functional import neuron
+
     model = small_net().train(mode == "train")
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
-    compiled = torch.compile(model, fullgraph=True)  # the PyTorch loop inside the graph
+    compiled = torch.compile(model, fullgraph=True)
+    calls = []
+    for name in ("_cpu_forward", "_cpu_backward"):  # the custom ops run these at call time
+        fn = getattr(neuron, name)
+        monkeypatch.setattr(neuron, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
+    n_lif = sum(isinstance(m, LIF) for m in model.modules())
     if mode == "eval":
         with torch.no_grad():
-            assert torch.allclose(compiled(x), model(x), atol=1e-6)
+            ref = model(x)
+            calls.clear()
+            assert torch.allclose(compiled(x), ref, atol=1e-6)
+        assert calls == ["_cpu_forward"] * n_lif
         return
-    monkeypatch.setenv("RMPSNN_BACKEND", "torch")  # eager reference on the same backend
     F.cross_entropy(model(x), y).backward()
     eager = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    monkeypatch.delenv("RMPSNN_BACKEND")
+    calls.clear()
     F.cross_entropy(compiled(x), y).backward()
+    assert sorted(calls) == ["_cpu_backward"] * n_lif + ["_cpu_forward"] * n_lif
     for g_eager, p in zip(eager, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, g_eager, rtol=1e-4, atol=1e-5)
+
+
+def test_the_kernel_ops_pass_opcheck_and_export_stays_portable():
+    """The custom ops' schemas, fake (meta) implementations and dispatch are consistent
+    (torch.library.opcheck); an exported graph holds aten ops only (no rmpsnn op to ship)."""
+    from rmpsnn.functional import neuron
+
+    x2 = torch.randn(3, 40) * 0.7 + 0.3
+    th = torch.tensor([0.5, 0.7])
+    for need_upre, radius in ((True, 0.0), (False, 0.5), (False, 0.0)):
+        args = (x2, th, 20, th * 0.5, 20, 0.25, True, need_upre, radius, "cpu")
+        torch.library.opcheck(neuron._lif_forward_op, args)
+    upre = neuron._lif_forward_op(x2, th, 20, None, 1, 0.25, False, True, 0.0, "cpu")[1]
+    g = torch.randn(3, 40)
+    for gs, gu, gl in ((g, None, None), (g, g, g[0]), (None, g, None)):
+        args = (gs, gu, gl, upre, th, 20, 0.25, False, True, 0, 3.0, 1.0, 0.0, torch.float32, "cpu")
+        torch.library.opcheck(neuron._lif_backward_op, args)
+    program = torch.export.export(small_net().eval(), (torch.rand(2, 3, 16, 16),))
+    assert "rmpsnn" not in program.graph_module.code
 
 
 def test_models_take_the_neuron_and_reset_states_resets_everything():

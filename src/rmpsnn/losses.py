@@ -24,7 +24,15 @@ from collections.abc import Sequence
 import torch
 
 from .errors import InputError
-from .functional.kernels import cpu_kernels, numba_available, run_kernel
+from .functional.kernels import (
+    cpu_kernels,
+    numba_available,
+    run_kernel,
+    triton_available,
+    triton_kernels,
+    triton_runs_on,
+)
+from .functional.neuron import TRITON_DTYPES, is_tracing
 
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
@@ -52,14 +60,39 @@ def _pow_mode(p: float) -> int:
     return 2 if p == 2 else (1 if p == 1 else 0)
 
 
-def _fused_ok(u: torch.Tensor) -> bool:
-    return u.device.type == "cpu" and u.dtype == torch.float32 and numba_available()
+RMP_BACKENDS = ("auto", "cpu", "triton", "torch")
 
 
-def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> torch.Tensor:
-    """``Σ |Dis(u)|^p`` as a float64 scalar on ``u``'s device; on CPU float32 one fused pass that
-    allocates nothing per element (elsewhere no host round trip)."""
-    if _fused_ok(u):
+def _rmp_impl(u: torch.Tensor, backend: str) -> str:
+    """Which implementation sums ``|Dis(u)|^p``; ``"auto"``: the fused kernel of the device."""
+    if backend == "torch" or is_tracing(u):
+        return "torch"
+    if backend == "auto":
+        if u.device.type == "cpu":
+            return "cpu" if u.dtype == torch.float32 and numba_available() else "torch"
+        if u.device.type == "cuda":
+            return "triton" if u.dtype in TRITON_DTYPES and triton_available() else "torch"
+        return "torch"
+    if backend == "cpu":
+        if u.device.type != "cpu" or u.dtype != torch.float32 or not numba_available():
+            raise InputError(
+                f"rmp_loss(backend='cpu') needs float32 CPU membranes and numba; got {u.dtype} on "
+                f"{u.device}; use backend='auto'"
+            )
+        return "cpu"
+    if not (triton_available() and triton_runs_on(u) and u.dtype in TRITON_DTYPES):
+        raise InputError(
+            f"rmp_loss(backend='triton') needs the triton package and float32/float16/bfloat16 CUDA "
+            f"membranes (CPU ones only under TRITON_INTERPRET=1); got {u.dtype} on {u.device}; use "
+            f"backend='auto'"
+        )
+    return "triton"
+
+
+def _dis_power_sum(u: torch.Tensor, v_th: float, p: float, impl: str) -> torch.Tensor:
+    """``Σ |Dis(u)|^p`` as a float64 scalar on ``u``'s device; a fused pass that allocates nothing
+    per element on CPU (numba) and CUDA (Triton), and needs no host round trip off the CPU."""
+    if impl == "cpu":
         import numpy as np
 
         flat = u.contiguous().reshape(-1)
@@ -67,6 +100,16 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> torch.Tensor:
         partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
         run_kernel(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
         return torch.tensor(partial.sum(), dtype=torch.float64)
+    if impl == "triton":
+        flat = u.contiguous().reshape(-1)
+        k = triton_kernels()
+        grid = k.grid(flat.numel(), k.RMP_BLOCK)
+        partial = torch.zeros(max(1, grid[0]), dtype=torch.float32, device=u.device)
+        if flat.numel():
+            k.rmp_forward_kernel[grid](
+                flat, partial, flat.numel(), float(v_th), float(p), MODE=_pow_mode(p), BLOCK=k.RMP_BLOCK
+            )
+        return partial.sum(dtype=torch.float64)
     with torch.no_grad():
         d = quantization_distance(u, v_th)
         return d.abs().pow(p).sum(dtype=torch.float64)
@@ -74,21 +117,22 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float) -> torch.Tensor:
 
 class _RMPSum(torch.autograd.Function):
     """``Σ |Dis(u)|^p`` over all elements of ``u`` (eq. 8-9) without keeping intermediates: the
-    backward recomputes ``Dis`` from ``u`` (which the spiking layer keeps anyway).  On CPU float32
-    this is one fused pass each way; elsewhere a short PyTorch expression."""
+    backward recomputes ``Dis`` from ``u`` (which the spiking layer keeps anyway).  One fused pass
+    each way on CPU float32 (numba) and on CUDA (Triton); elsewhere a short PyTorch expression.
+    The sum comes out in float32 at least (a float16 sum over a layer would overflow)."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, v_th: float, p: float):
+    def forward(ctx, u: torch.Tensor, v_th: float, p: float, impl: str):
         ctx.save_for_backward(u)
-        ctx.v_th, ctx.p = v_th, p
-        return _dis_power_sum(u.detach(), v_th, p).to(u.dtype)
+        ctx.v_th, ctx.p, ctx.impl = v_th, p, impl
+        return _dis_power_sum(u.detach(), v_th, p, impl).to(torch.promote_types(u.dtype, torch.float32))
 
     @staticmethod
     def backward(ctx, grad):
         (u,) = ctx.saved_tensors
         if grad is None or not ctx.needs_input_grad[0]:
-            return None, None, None
-        if _fused_ok(u):
+            return None, None, None, None
+        if ctx.impl == "cpu":
             import numpy as np
 
             flat = u.detach().contiguous().reshape(-1)
@@ -103,10 +147,26 @@ class _RMPSum(torch.autograd.Function):
                 np.float32(float(grad)),
                 g.numpy(),
             )
-            return g.view(u.shape), None, None
+            return g.view(u.shape), None, None, None
+        if ctx.impl == "triton":
+            flat = u.detach().contiguous().reshape(-1)
+            g = torch.empty_like(flat)
+            k = triton_kernels()
+            if flat.numel():
+                k.rmp_backward_kernel[k.grid(flat.numel(), k.RMP_BLOCK)](
+                    flat,
+                    grad.reshape(1),
+                    g,
+                    flat.numel(),
+                    float(ctx.v_th),
+                    float(ctx.p),
+                    MODE=_pow_mode(ctx.p),
+                    BLOCK=k.RMP_BLOCK,
+                )
+            return g.view(u.shape), None, None, None
         d = quantization_distance(u, ctx.v_th)
         gd = 2 * d if ctx.p == 2 else ctx.p * d.abs().pow(ctx.p - 1) * d.sign()
-        return -grad * gd, None, None
+        return (-grad * gd).to(u.dtype), None, None, None
 
 
 def rmp_loss(
@@ -114,6 +174,7 @@ def rmp_loss(
     v_th: float = 0.5,
     p: float = 2,
     reduction: str = "element",
+    backend: str = "auto",
 ) -> torch.Tensor:
     """RMP-Loss (eq. 8-10) over the pre-spike potentials ``u_pre`` (``[T, B, ...]`` each) of the
     spiking layers.
@@ -124,15 +185,18 @@ def rmp_loss(
     every layer counts equally whatever its size.
 
     Computed by a fused function that keeps no intermediate tensors (the gradient is
-    recomputed from ``u``): on a CPU it costs about one pass over the membranes each way instead
-    of the ~10 of the plain autograd expression.
+    recomputed from ``u``): on a CPU (numba) or a CUDA device (Triton) it costs about one pass over
+    the membranes each way instead of the ~10 of the plain autograd expression.  ``backend``:
+    ``"auto"`` (the fused kernel of the membranes' device), ``"cpu"``, ``"triton"`` or ``"torch"``.
     """
     if reduction not in REDUCTIONS:
         raise InputError(f"unknown reduction {reduction!r}; valid values: {', '.join(REDUCTIONS)}")
     if p <= 0:
         raise InputError(f"rmp_loss needs p > 0, got {p}")
+    if backend not in RMP_BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(RMP_BACKENDS)}")
     membranes = _check_membranes(membranes)
-    sums = [_RMPSum.apply(u, float(v_th), float(p)) for u in membranes]
+    sums = [_RMPSum.apply(u, float(v_th), float(p), _rmp_impl(u, backend)) for u in membranes]
     if reduction == "layer":
         return torch.stack([s / u.numel() for s, u in zip(sums, membranes, strict=True)]).mean()
     total = sum(u.numel() for u in membranes)
@@ -173,8 +237,9 @@ class QuantizationErrorMeter:
         for name, u in items:
             u = u.detach()
             key = str(name)  # streamed: two reductions, no copies of the layer's membranes
-            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 1.0))
-            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 2.0))
+            impl = _rmp_impl(u, "auto")
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 1.0, impl))
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 2.0, impl))
             self.count[key] = self.count.get(key, 0) + u.numel()
 
     def compute(self) -> dict:

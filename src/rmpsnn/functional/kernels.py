@@ -1,14 +1,26 @@
-"""The runtime of the fused CPU kernels (``_cpu_kernels``, numba): loading them once, knowing
-whether they can run here, and calling them safely.  The neuron dynamics and RMP-Loss both use
-this public surface instead of each other's private names."""
+"""The runtime of the fused kernels -- CPU (``_cpu_kernels``, numba) and CUDA (``_triton_kernels``,
+Triton): loading them once, knowing whether they can run here, and calling them safely.  The
+neuron dynamics and RMP-Loss both use this public surface instead of each other's private names."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import threading
 
 import torch
 
-__all__ = ["cpu_kernels", "numba_available", "run_kernel"]
+from ..errors import InputError
+
+__all__ = [
+    "cpu_kernels",
+    "numba_available",
+    "run_kernel",
+    "triton_available",
+    "triton_interpreting",
+    "triton_kernels",
+    "triton_runs_on",
+]
 
 _lock = threading.Lock()  # numba's workqueue threading layer must not be entered concurrently
 _kernels = None
@@ -25,6 +37,7 @@ def cpu_kernels():
     return _kernels
 
 
+@torch.compiler.assume_constant_result  # a fact of the machine: no guard, no graph break
 def numba_available() -> bool:
     """Whether the fused kernels load here (numba installed and working); checked once."""
     global _numba_ok
@@ -46,3 +59,55 @@ def run_kernel(fn, *args) -> None:
         if numba.get_num_threads() != threads:
             numba.set_num_threads(threads)
         fn(*args)
+
+
+# --------------------------------------------------------------------------- Triton (CUDA)
+_triton = None
+_triton_ok: bool | None = None
+
+
+def triton_interpreting() -> bool:
+    """``TRITON_INTERPRET=1``: Triton's interpreter runs the kernels on CPU tensors (for tests)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@torch.compiler.assume_constant_result
+def triton_available() -> bool:
+    """Whether Triton is installed and imports here (checked once; the kernels themselves load on
+    first use, so that ``TRITON_INTERPRET`` may still be set until then)."""
+    global _triton_ok
+    if _triton_ok is None:
+        if importlib.util.find_spec("triton") is None:
+            _triton_ok = False
+        else:
+            try:
+                import triton  # noqa: F401
+
+                _triton_ok = True
+            except Exception:  # pragma: no cover - a broken triton install: fall back quietly
+                _triton_ok = False
+    return _triton_ok
+
+
+def triton_kernels():
+    """The Triton kernel module (imported on first use).  Triton picks compiled or interpreted
+    kernels when they are defined, so the mode is fixed by the first call."""
+    global _triton
+    if _triton is None:
+        from . import _triton_kernels
+
+        _triton = (_triton_kernels, triton_interpreting())
+    module, interpreted = _triton
+    if interpreted != triton_interpreting():
+        raise InputError(
+            f"the Triton kernels were loaded {'with' if interpreted else 'without'} TRITON_INTERPRET=1 "
+            f"and it is now {'unset' if interpreted else 'set'}; set (or unset) it before the first "
+            f"Triton call of the process"
+        )
+    return module
+
+
+def triton_runs_on(t: torch.Tensor) -> bool:
+    """Whether the Triton kernels can run on ``t``: a CUDA tensor, or a CPU tensor under the
+    interpreter."""
+    return t.device.type == "cuda" or (t.device.type == "cpu" and triton_interpreting())

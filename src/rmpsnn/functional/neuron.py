@@ -12,15 +12,18 @@ Discrete LIF neuron (RMP-Loss, Guo et al. ICCV 2023, eq. 1-3)::
 backward pass ``H'`` is replaced by a surrogate ``φ'(u_pre - v_th)`` (:mod:`rmpsnn.surrogate`),
 and the gradient flows through time and through the reset (unless ``detach_reset``).
 
-Two interchangeable implementations compute exactly these equations:
+Three interchangeable implementations compute exactly these equations:
 
 * ``"cpu"``: fused numba kernels for float32 CPU tensors with a built-in surrogate
   (:mod:`rmpsnn.functional._cpu_kernels`): one pass over memory forward, one backward;
+* ``"triton"``: the same fused kernels in Triton for CUDA tensors (float32, float16, bfloat16;
+  :mod:`rmpsnn.functional._triton_kernels`); on CPU tensors only under Triton's interpreter
+  (``TRITON_INTERPRET=1``), which is how they are tested without a GPU;
 * ``"torch"``: a plain PyTorch loop over T, for any device and dtype and for custom surrogates.
 
-Both save only ``u_pre`` for backward (spikes are recomputed from it), so a spiking layer
+All save only ``u_pre`` for backward (spikes are recomputed from it), so a spiking layer
 keeps the same activation memory as the ReLU it replaces.  ``backend="auto"`` picks the
-fused kernel when it applies.
+fused kernel of the tensor's device when it applies.
 """
 
 from __future__ import annotations
@@ -33,12 +36,20 @@ import torch
 
 from .. import surrogate as _surrogate
 from ..errors import InputError, NonFiniteError
-from .kernels import cpu_kernels, numba_available, run_kernel
+from .kernels import (
+    cpu_kernels,
+    numba_available,
+    run_kernel,
+    triton_available,
+    triton_kernels,
+    triton_runs_on,
+)
 
 __all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
 
 RESETS = ("hard", "soft")
-BACKENDS = ("auto", "cpu", "torch")
+BACKENDS = ("auto", "cpu", "torch", "triton")
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 STORAGES = ("auto", "float32", "compact")
 
 
@@ -206,8 +217,8 @@ def _np32(v: float):
 _Q_MAX = 32766.0  # compact codes per half window (see _cpu_kernels)
 
 
-def _dummy(dtype=torch.float32):
-    return torch.zeros((1, 1), dtype=dtype)
+def _dummy(dtype=torch.float32, device=None):
+    return torch.empty((1, 1), dtype=dtype, device=device)
 
 
 def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
@@ -291,33 +302,231 @@ def _reduce_to_param(g_full: torch.Tensor, p: _Param, sample_shape) -> torch.Ten
     return g_full.reshape(sample_shape).sum_to_size(p.bcast.shape)
 
 
+# --------------------------------------------------------------------------- fused Triton path
+def _triton_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
+    """Like :func:`_cpu_forward` for any tensor Triton runs on; ``x2``: [T, N] contiguous float32,
+    float16 or bfloat16 (arithmetic in float32).  u_pre is kept in ``x2``'s dtype."""
+    k = triton_kernels()
+    T, N = x2.shape
+    store = 1 if need_upre else (2 if compact_radius is not None else 0)
+    dev = x2.device
+    spikes = torch.empty_like(x2)
+    upre = torch.empty_like(x2) if store == 1 else _dummy(x2.dtype, dev)
+    codes = torch.empty((T, N), dtype=torch.uint16, device=dev) if store == 2 else _dummy(torch.uint16, dev)
+    ulast = torch.empty(N, dtype=x2.dtype, device=dev)
+    radius = compact_radius if compact_radius is not None else 1.0
+    v0_flat = v0.flat if v0 is not None else th.flat
+    if N:
+        k.lif_forward_kernel[k.grid(N, k.BLOCK)](
+            x2,
+            v0_flat,
+            v0.stride if v0 is not None else 1,
+            v0_flat.numel(),
+            th.flat,
+            th.stride,
+            th.flat.numel(),
+            spikes,
+            upre,
+            codes,
+            ulast,
+            N,
+            T,
+            float(tau),
+            _Q_MAX / radius,
+            float(radius),
+            HARD=hard,
+            HAS_V0=v0 is not None,
+            STORE=store,
+            BLOCK=k.BLOCK,
+        )
+    return spikes, (upre if store == 1 else None), (codes if store == 2 else None), ulast
+
+
+def _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, compact_radius=None, out=None):
+    """Like :func:`_cpu_backward`; gradients come out in ``dtype`` (the input's), the initial
+    potential's per-neuron gradient in float32."""
+    k = triton_kernels()
+    T, N = saved.shape
+    dev = saved.device
+    compact = compact_radius is not None
+    gx = torch.empty((T, N), dtype=dtype, device=dev) if out is None else out
+    gv0 = torch.empty(N, dtype=torch.float32, device=dev)
+    a, b = sg.kernel_params
+    c = a / (2 * b * math.tanh(a / 2)) if sg.kernel_id == 0 else 0.0
+    dummy = _dummy(device=dev)
+
+    def arr(g):
+        return g.contiguous().reshape(T, N) if g is not None else dummy
+
+    if N:
+        k.lif_backward_kernel[k.grid(N, k.BLOCK)](
+            arr(gs),
+            arr(gu),
+            gl.contiguous().reshape(N) if gl is not None else dummy,
+            dummy if compact else saved,
+            saved if compact else _dummy(torch.uint16, dev),
+            th.flat,
+            th.stride,
+            th.flat.numel(),
+            gx,
+            gv0,
+            N,
+            T,
+            float(tau),
+            compact_radius / _Q_MAX if compact else 1.0,
+            float(a),
+            float(b),
+            float(c),
+            HAS_GS=gs is not None,
+            HAS_GU=gu is not None,
+            HAS_GL=gl is not None,
+            COMPACT=compact,
+            HARD=hard,
+            RESET_GRAD=reset_grad,
+            SG_KIND=sg.kernel_id,
+            BLOCK=k.BLOCK,
+        )
+    return gx, gv0
+
+
+# --------------------------------------------------------------------------- custom ops
+# The fused kernels as opaque torch ops, so that torch.compile keeps them in its graph (dynamo cannot
+# trace into numba or a Triton launch) and knows their output shapes from the fake implementations.
+# Eager calls skip the op dispatch (and keep the in-place backward); only compiled graphs use these.
+class _KernelSurrogate(NamedTuple):
+    kernel_id: int
+    kernel_params: tuple[float, float]
+
+
+@torch.library.custom_op("rmpsnn::lif_fused_forward", mutates_args=())
+def _lif_forward_op(
+    x2: torch.Tensor,
+    th_flat: torch.Tensor,
+    th_stride: int,
+    v0_flat: torch.Tensor | None,
+    v0_stride: int,
+    tau: float,
+    hard: bool,
+    need_upre: bool,
+    compact_radius: float,
+    impl: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    th = _Param(th_flat, th_flat, th_stride)
+    v0 = _Param(v0_flat, v0_flat, v0_stride) if v0_flat is not None else None
+    run = _cpu_forward if impl == "cpu" else _triton_forward
+    radius = compact_radius if compact_radius > 0 else None
+    spikes, upre, codes, ulast = run(x2, v0, th, tau, hard, need_upre, radius)
+    upre = upre if upre is not None else x2.new_empty(0)
+    codes = codes if codes is not None else x2.new_empty(0, dtype=torch.uint16)
+    return spikes, upre, codes, ulast
+
+
+@_lif_forward_op.register_fake
+def _(x2, th_flat, th_stride, v0_flat, v0_stride, tau, hard, need_upre, compact_radius, impl):
+    T, N = x2.shape
+    upre = torch.empty_like(x2) if need_upre else x2.new_empty(0)
+    compact = not need_upre and compact_radius > 0
+    codes = x2.new_empty((T, N) if compact else (0,), dtype=torch.uint16)
+    return torch.empty_like(x2), upre, codes, x2.new_empty(N)
+
+
+@torch.library.custom_op("rmpsnn::lif_fused_backward", mutates_args=())
+def _lif_backward_op(
+    gs: torch.Tensor | None,
+    gu: torch.Tensor | None,
+    gl: torch.Tensor | None,
+    saved: torch.Tensor,
+    th_flat: torch.Tensor,
+    th_stride: int,
+    tau: float,
+    hard: bool,
+    reset_grad: bool,
+    sg_kind: int,
+    sg_a: float,
+    sg_b: float,
+    compact_radius: float,
+    dtype: torch.dtype,
+    impl: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    th = _Param(th_flat, th_flat, th_stride)
+    sg = _KernelSurrogate(sg_kind, (sg_a, sg_b))
+    radius = compact_radius if compact_radius > 0 else None
+    if impl == "cpu":
+        return _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, radius)
+    return _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, radius)
+
+
+@_lif_backward_op.register_fake
+def _(gs, gu, gl, saved, th_flat, th_stride, tau, hard, reset_grad, sg_kind, sg_a, sg_b, radius, dtype, impl):
+    T, N = saved.shape
+    return saved.new_empty((T, N), dtype=dtype), saved.new_empty(N, dtype=torch.float32)
+
+
+def _fused_forward(impl, x, v0, th, tau, hard, need_upre, compact_radius=None):
+    """The fused kernel of ``impl`` ("cpu" or "triton") on ``x`` [T, B, ...]; returns
+    (spikes, upre or None, codes or None, ulast) in the shapes of ``x`` / one step."""
+    T = x.shape[0]
+    x2 = x.detach().contiguous().reshape(T, -1)
+    if torch.compiler.is_compiling():
+        spikes, upre, codes, ulast = _lif_forward_op(
+            x2,
+            th.flat,
+            th.stride,
+            v0.flat if v0 is not None else None,
+            v0.stride if v0 is not None else 1,
+            tau,
+            hard,
+            need_upre,
+            compact_radius or 0.0,
+            impl,
+        )
+        upre = upre if need_upre else None
+        codes = codes if compact_radius is not None and not need_upre else None
+    else:
+        run = _cpu_forward if impl == "cpu" else _triton_forward
+        spikes, upre, codes, ulast = run(x2, v0, th, tau, hard, need_upre, compact_radius)
+    upre = upre.reshape(x.shape) if upre is not None else None
+    return spikes.reshape(x.shape), upre, codes, ulast.reshape(x.shape[1:])
+
+
+def _fused_backward(impl, gs, gu, gl, s2, th, tau, hard, reset_grad, sg, dtype, radius, out):
+    """The fused BPTT of ``impl`` on the saved [T, N] membranes (or codes); ``out`` may be ``s2``."""
+    if torch.compiler.is_compiling():  # the op cannot write into a buffer it was given
+        a, b = sg.kernel_params
+        T, N = s2.shape
+        g = [t.reshape(T, N) if t is not None else None for t in (gs, gu)]
+        gl = gl.reshape(N) if gl is not None else None
+        neuron = (th.flat, th.stride, tau, hard, reset_grad)
+        return _lif_backward_op(*g, gl, s2, *neuron, sg.kernel_id, a, b, radius or 0.0, dtype, impl)
+    args = (gs, gu, gl, s2, th, tau, hard, reset_grad, sg)
+    if impl == "cpu":
+        return _cpu_backward(*args, compact_radius=radius, out=out)
+    return _triton_backward(*args, dtype, compact_radius=radius, out=out)
+
+
 # --------------------------------------------------------------------------- autograd
 class _LIFFunction(torch.autograd.Function):
-    """Forward: fused or looped recurrence.  Saves u_pre only (float32, or as 16-bit codes
-    inside the surrogate's window when ``compact``); backward is hand-written BPTT."""
+    """Forward: fused or looped recurrence.  Saves u_pre only (in the input's dtype, or as 16-bit
+    codes inside the surrogate's window when ``compact``); backward is hand-written BPTT."""
 
     @staticmethod
-    def forward(
-        ctx, x, v0_tensor, v0, th, tau, hard, detach_reset, sg, use_cpu, v0_shape, return_upre, compact
-    ):
-        T = x.shape[0]
+    def forward(ctx, x, v0_tensor, v0, th, tau, hard, detach_reset, sg, impl, v0_shape, return_upre, compact):
         sample_shape = x.shape[1:]
-        radius = sg.support_radius if (compact and use_cpu and not return_upre) else None
-        if use_cpu:
-            x2 = x.detach().contiguous().reshape(T, -1)
-            spikes, upre, codes, ulast = _cpu_forward(
-                x2, v0, th, tau, hard, need_upre=radius is None, compact_radius=radius
+        fused = impl != "torch"
+        radius = sg.support_radius if (compact and fused and not return_upre) else None
+        if fused:
+            spikes, upre, codes, ulast = _fused_forward(
+                impl, x, v0, th, tau, hard, need_upre=radius is None, compact_radius=radius
             )
             saved = codes if radius is not None else upre
-            spikes, ulast = spikes.reshape(x.shape), ulast.reshape(sample_shape)
-            upre = upre.reshape(x.shape) if upre is not None else None
         else:
             spikes, upre, ulast = _torch_forward(
                 x.detach(), v0.bcast if v0 is not None else None, th.bcast, tau, hard, need_upre=True
             )
             saved = upre
         ctx.save_for_backward(saved)
-        ctx.cfg = (th, tau, hard, not detach_reset, sg, use_cpu, v0, v0_shape, sample_shape, radius, x.shape)
+        ctx.cfg = (th, tau, hard, not detach_reset, sg, impl, v0, v0_shape, radius)
+        ctx.layout = (sample_shape, x.shape, x.dtype)
         # When u_pre is private to us, backward writes the input gradient into its buffer: one
         # neuron-sized allocation less at the memory peak of a training step.
         ctx.inplace = not return_upre and radius is None
@@ -336,52 +545,75 @@ class _LIFFunction(torch.autograd.Function):
             )
         ctx.done = True
         (saved,) = ctx.saved_tensors
-        th, tau, hard, reset_grad, sg, use_cpu, v0, v0_shape, sample_shape, radius, x_shape = ctx.cfg
+        th, tau, hard, reset_grad, sg, impl, v0, v0_shape, radius = ctx.cfg
+        sample_shape, x_shape, dtype = ctx.layout
         T = saved.shape[0]
         out = saved if ctx.inplace else None
-        if use_cpu:
+        if impl != "torch":
             s2 = saved.reshape(T, -1)
-            gx, gv0 = _cpu_backward(
-                gs,
-                gu,
-                gl,
-                s2,
-                th,
-                tau,
-                hard,
-                reset_grad,
-                sg,
-                compact_radius=radius,
-                out=s2 if out is not None else None,
-            )
+            out2 = s2 if out is not None else None
+            grads = (gs, gu, gl, s2)
+            gx, gv0 = _fused_backward(impl, *grads, th, tau, hard, reset_grad, sg, dtype, radius, out2)
             gx = gx.reshape(x_shape)
         else:
             gx, gv0 = _torch_backward(gs, gu, gl, saved, th.bcast, tau, hard, reset_grad, sg, out=out)
         g_v0 = None
         if ctx.needs_input_grad[1] and v0 is not None:
-            g_full = gv0.reshape(-1) if use_cpu else gv0.expand(sample_shape).reshape(-1)
+            g_full = gv0.reshape(-1) if impl != "torch" else gv0.expand(sample_shape).reshape(-1)
             g_v0 = _reduce_to_param(g_full, v0, sample_shape).reshape(v0_shape)
         return gx, g_v0, None, None, None, None, None, None, None, None, None, None
 
 
-def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> bool:
-    """True when the fused CPU kernel runs."""
+def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> str:
+    """The implementation that runs: ``"cpu"`` (numba), ``"triton"`` or ``"torch"``."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(BACKENDS)}")
     if backend == "auto":
         backend = os.environ.get("RMPSNN_BACKEND", "auto")
-    fits = x.device.type == "cpu" and x.dtype == torch.float32 and sg.kernel_id is not None
+    cpu_fits = x.device.type == "cpu" and x.dtype == torch.float32 and sg.kernel_id is not None
     if backend == "cpu":
-        if not fits:
+        if not cpu_fits:
             raise InputError(
                 "backend='cpu' (fused kernel) needs a float32 CPU tensor and a built-in surrogate; "
                 f"got {x.dtype} on {x.device} with {sg!r}. Use backend='torch' or 'auto'."
             )
-        return True
+        return "cpu"
+    if backend == "triton":
+        _check_triton(x, sg)
+        return "triton"
     if backend == "torch":
-        return False
-    # dynamo cannot trace into numba: compiled and exported graphs use the PyTorch loop
-    return fits and not is_tracing() and numba_available()
+        return "torch"
+    # torch.export: the loop, so that an exported graph holds only aten ops and runs anywhere
+    # (torch.compile keeps the fused kernels, as custom ops)
+    if torch.compiler.is_exporting():
+        return "torch"
+    if x.device.type == "cuda":
+        triton_fits = x.dtype in TRITON_DTYPES and sg.kernel_id is not None
+        return "triton" if triton_fits and triton_available() else "torch"
+    return "cpu" if cpu_fits and numba_available() else "torch"
+
+
+def _check_triton(x: torch.Tensor, sg: _surrogate.Surrogate) -> None:
+    if not triton_available():
+        raise InputError(
+            "backend='triton' needs the triton package (pip install triton; it comes with CUDA "
+            "builds of torch); use backend='auto' or 'torch'"
+        )
+    if not triton_runs_on(x):
+        raise InputError(
+            f"backend='triton' runs on CUDA tensors; got a tensor on {x.device}. On CPU it runs only "
+            f"under Triton's interpreter (TRITON_INTERPRET=1, for testing); use backend='auto' "
+            f"(the fused CPU kernel) or 'torch' there"
+        )
+    if x.dtype not in TRITON_DTYPES:
+        raise InputError(
+            f"backend='triton' takes float32, float16 or bfloat16 input, got {x.dtype}; use backend='torch'"
+        )
+    if sg.kernel_id is None:
+        raise InputError(
+            f"backend='triton' runs the built-in surrogates ({', '.join(_surrogate.available())}); "
+            f"{sg!r} has no kernel, so use backend='torch' (or 'auto') for it"
+        )
 
 
 # --------------------------------------------------------------------------- public API
@@ -406,7 +638,7 @@ def lif_multistep_state(
     ``"float32"``, or ``"compact"`` -- 16-bit codes of ``z = u_pre - v_th`` inside the
     surrogate's window ``|z| <= h`` (resolution ``h/32766``, the spike bit exact; outside the
     window ``φ' = 0`` and only the spike matters), which halves that memory.  ``"auto"`` (default)
-    uses compact storage on the fused CPU path for surrogates of finite support, unless the
+    uses compact storage on the fused paths (CPU, Triton) for surrogates of finite support, unless the
     environment variable ``RMPSNN_MEMBRANE_STORAGE=float32`` is set."""
     fn = "lif_multistep"
     _check_input(x, fn)
@@ -427,7 +659,7 @@ def lif_multistep_state(
         v0 = _as_param(v_init, sample_shape, "v_init", x)
         if torch.is_tensor(v_init):
             v0_tensor, v0_shape = v_init, v_init.shape
-    use_cpu = _select_backend(backend, x, sg)
+    impl = _select_backend(backend, x, sg)
     hard = reset == "hard"
     if membrane_storage not in STORAGES:
         raise InputError(
@@ -436,10 +668,10 @@ def lif_multistep_state(
     compact = membrane_storage == "compact" or (
         membrane_storage == "auto" and os.environ.get("RMPSNN_MEMBRANE_STORAGE", "auto") != "float32"
     )
-    if membrane_storage == "compact" and not (use_cpu and sg.support_radius is not None):
+    if membrane_storage == "compact" and not (impl != "torch" and sg.support_radius is not None):
         raise InputError(
-            "membrane_storage='compact' needs the fused CPU kernel (float32 CPU input) and a surrogate "
-            f"of finite support (inflor, rectangle, triangle); got {sg.name!r} on {x.device}"
+            "membrane_storage='compact' needs a fused kernel (a float32 CPU or a CUDA input) and a "
+            f"surrogate of finite support (inflor, rectangle, triangle); got {sg.name!r} on {x.device}"
         )
 
     needs_grad = torch.is_grad_enabled() and (
@@ -449,20 +681,14 @@ def lif_multistep_state(
         # the user's v_init tensor is an input so that autograd routes its gradient
         v0_in = v0_tensor if v0_tensor is not None else torch.empty(0)
         spikes, upre, ulast = _LIFFunction.apply(
-            x, v0_in, v0, th, tau, hard, detach_reset, sg, use_cpu, v0_shape, need_membrane, compact
+            x, v0_in, v0, th, tau, hard, detach_reset, sg, impl, v0_shape, need_membrane, compact
         )
         return spikes, (upre if need_membrane else None), ulast
 
     # inference (or nothing requires grad): no autograd graph, u_pre stored only if asked
     with torch.no_grad():
-        if use_cpu:
-            T = x.shape[0]
-            spikes, upre, _, ulast = _cpu_forward(
-                x.detach().contiguous().reshape(T, -1), v0, th, tau, hard, need_upre=need_membrane
-            )
-            spikes = spikes.reshape(x.shape)
-            upre = upre.reshape(x.shape) if upre is not None else None
-            ulast = ulast.reshape(sample_shape)
+        if impl != "torch":
+            spikes, upre, _, ulast = _fused_forward(impl, x, v0, th, tau, hard, need_upre=need_membrane)
         else:
             spikes, upre, ulast = _torch_forward(
                 x, v0.bcast if v0 is not None else None, th.bcast, tau, hard, need_upre=need_membrane
@@ -501,7 +727,8 @@ def lif_multistep(
         return_membrane: also return the pre-spike potentials ``u_pre`` (``[T, B, ...]``, with
             gradient), as RMP-Loss and the membrane plots need.
         detach_reset: do not back-propagate through the reset term.
-        backend: ``"auto"`` (fused CPU kernel for float32 CPU tensors, else PyTorch), ``"cpu"`` or
+        backend: ``"auto"`` (the fused kernel of the device: numba for float32 CPU tensors, Triton
+            for CUDA tensors when triton is installed; else PyTorch), ``"cpu"``, ``"triton"`` or
             ``"torch"``.  The environment variable ``RMPSNN_BACKEND`` overrides ``"auto"``.
         membrane_storage: how u_pre is kept for backward (see :func:`lif_multistep_state`).
 
