@@ -123,3 +123,33 @@ def test_threshold_buffer_moves_and_saves():
 def test_step_mode_validation():
     with pytest.raises(ValueError, match="valid values: multi, single"):
         LIF(step_mode="multistep")
+
+
+def test_one_parameter_set_for_functions_and_modules():
+    from rmpsnn.functional import IF_PARAMS, LIF_PARAMS, NeuronParams, if_multistep, lif_multistep
+
+    x = torch.randn(5, 3, 4) * 0.6 + 0.3
+    p = NeuronParams(tau=0.5, v_th=torch.tensor([0.4, 0.5, 0.6, 0.7]), reset="soft", v_init="half")
+    by_keywords = lif_multistep(x, tau=0.5, v_th=p.v_th, reset="soft", v_init="half")
+    assert torch.equal(lif_multistep(x, p), by_keywords)
+    assert torch.equal(
+        lif_multistep(x, p, tau=0.25), lif_multistep(x, tau=0.25, v_th=p.v_th, reset="soft", v_init="half")
+    )
+    assert torch.equal(if_multistep(x), lif_multistep(x, IF_PARAMS))
+    assert (LIF_PARAMS.tau, LIF_PARAMS.v_th, LIF_PARAMS.reset) == (0.25, 0.5, "hard")
+    assert (IF_PARAMS.tau, IF_PARAMS.v_th, IF_PARAMS.reset) == (1.0, 1.0, "soft")
+    # a module runs the same neuron: its params (with the current threshold) reproduce its output
+    lif = LIF(tau=0.5, reset="soft", v_init="half")
+    lif.set_threshold(p.v_th)
+    assert torch.equal(lif(x), by_keywords) and torch.equal(lif.params.v_th, p.v_th)
+    assert torch.equal(lif_multistep(x, lif.params), by_keywords)
+    lif.detach_reset = True  # fields are attributes, validated when set
+    assert lif.params.detach_reset and lif.detach_reset
+    with pytest.raises(ValueError, match="unknown reset 'soft-ish'"):
+        lif.reset = "soft-ish"
+    with pytest.raises(ValueError, match=r"tau \(the leak factor\) must be in \[0, 1\]"):
+        NeuronParams(tau=2.0)
+    with pytest.raises(TypeError, match=r"unknown argument.*vth.*tau, v_th, reset"):
+        lif_multistep(x, vth=0.5)
+    with pytest.raises(ValueError, match="v_init must be"):
+        lif_multistep(x, v_init="quarter")

@@ -20,6 +20,7 @@ Two step modes, same maths:
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -28,8 +29,7 @@ from . import surrogate as _surrogate
 from .errors import InputError
 from .functional.neuron import (
     RESETS,
-    check_reset,
-    check_tau,
+    NeuronParams,
     check_threshold,
     is_tracing,
     lif_multistep_state,
@@ -80,24 +80,40 @@ class _Stateful(nn.Module):
             raise InputError(f"{type(self).__name__}: single-step input must be [B, ...], got a scalar")
 
 
+def _param_field(name: str) -> property:
+    """A field of the module's :class:`NeuronParams`, readable and settable as an attribute."""
+
+    def get(self):
+        return getattr(self._params, name)
+
+    def set_(self, value):
+        self._params = dataclasses.replace(self._params, **{name: value})  # validated again
+
+    return property(get, set_, doc=f"``params.{name}`` (see :class:`~rmpsnn.functional.NeuronParams`).")
+
+
 class SpikingNeuron(_Stateful):
     """Layer of LIF/IF neurons (see :func:`rmpsnn.functional.lif_multistep` for the equations).
 
+    The neuron parameters -- ``tau``, ``v_th``, ``reset``, ``surrogate``, ``v_init``,
+    ``detach_reset`` -- are those of :class:`~rmpsnn.functional.NeuronParams` (validated there,
+    returned by ``self.params`` and readable and settable as attributes); the threshold is a
+    buffer ``v_th``, so it moves with ``.to(device)`` and is saved in the ``state_dict``.
+
     Args:
-        tau: leak factor in [0, 1]; 1 = IF.
-        v_th: threshold > 0: number or tensor (per channel ``[C]`` or broadcastable to
-            ``[B, ...]``).  Stored as a buffer (it moves with ``.to(device)`` and is saved in
-            the ``state_dict``).
-        reset: ``"hard"`` (to 0) or ``"soft"`` (subtract ``v_th``: the RMP neuron).
-        surrogate: surrogate-gradient name or instance.
-        v_init: initial potential (``None`` = 0, a number, a tensor, or ``"half"`` = ``v_th/2``).
-        detach_reset: no gradient through the reset.
         step_mode: ``"multi"`` (``[T, B, ...]``) or ``"single"`` (``[B, ...]``, stateful).
         carry_state: in multi-step mode, continue from the previous call's final potential.
-        backend: ``"auto"``, ``"cpu"`` (fused kernel) or ``"torch"``.
+        backend: ``"auto"``, ``"cpu"`` (fused numba kernel), ``"triton"`` (fused CUDA kernel) or
+            ``"torch"``.
         membrane_storage: how ``u_pre`` is kept for backward: ``"auto"``, ``"float32"`` or
             ``"compact"`` (16-bit, see :func:`rmpsnn.functional.lif_multistep_state`).
     """
+
+    tau = _param_field("tau")
+    reset = _param_field("reset")
+    surrogate = _param_field("surrogate")
+    v_init = _param_field("v_init")
+    detach_reset = _param_field("detach_reset")
 
     def __init__(
         self,
@@ -114,12 +130,8 @@ class SpikingNeuron(_Stateful):
         membrane_storage: str = "auto",
     ):
         super().__init__(step_mode, carry_state)
-        check_reset(reset)
-        self.tau = check_tau(tau)
-        self.reset = reset
-        self.surrogate = _surrogate.get(surrogate)
-        self.v_init = v_init
-        self.detach_reset = detach_reset
+        # validated once here; the threshold is read from the buffer below (params.v_th is unused)
+        self._params = NeuronParams(tau, v_th, reset, surrogate, v_init, detach_reset)
         self.backend = backend
         self.membrane_storage = membrane_storage
         th = torch.as_tensor(v_th, dtype=torch.get_default_dtype()).clone()
@@ -128,6 +140,12 @@ class SpikingNeuron(_Stateful):
         # recorders currently attached to this module (see MembraneRecorder); per instance,
         # empty unless somebody asked, so nothing extra is kept by default
         self._membrane_sinks: list[MembraneRecorder] = []
+
+    @property
+    def params(self) -> NeuronParams:
+        """This layer's parameters, with its current threshold (e.g. to run the same neuron with
+        :func:`rmpsnn.functional.lif_multistep`)."""
+        return dataclasses.replace(self._params, v_th=self.v_th)
 
     def set_threshold(self, v_th: float | torch.Tensor) -> None:
         """Replace the threshold (e.g. after threshold balancing)."""
@@ -152,12 +170,9 @@ class SpikingNeuron(_Stateful):
             v0 = self.v if (self.carry_state and self.v is not None) else self.v_init
         spikes, upre, vlast = lif_multistep_state(
             x,
-            tau=self.tau,
-            v_th=self._threshold(),
-            reset=self.reset,
-            surrogate=self.surrogate,
+            self._params,
+            v_th=self._threshold(),  # the buffer: it follows .to(device) and set_threshold
             v_init=v0,
-            detach_reset=self.detach_reset,
             need_membrane=record,
             backend=self.backend,
             membrane_storage=self.membrane_storage,

@@ -1,8 +1,25 @@
 """Pure, stateless tensor functions: neuron dynamics over time-major tensors ``[T, B, ...]``.
 
-The modules in :mod:`rmpsnn.neurons` are thin stateful shells around these functions.
+The modules in :mod:`rmpsnn.neurons` are thin stateful shells around these functions; both take
+their parameters as one :class:`NeuronParams`.
 """
 
-from .neuron import RESETS, if_multistep, lif_multistep, lif_multistep_state
+from .neuron import (
+    IF_PARAMS,
+    LIF_PARAMS,
+    RESETS,
+    NeuronParams,
+    if_multistep,
+    lif_multistep,
+    lif_multistep_state,
+)
 
-__all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
+__all__ = [
+    "IF_PARAMS",
+    "LIF_PARAMS",
+    "RESETS",
+    "NeuronParams",
+    "if_multistep",
+    "lif_multistep",
+    "lif_multistep_state",
+]

@@ -28,9 +28,10 @@ fused kernel of the tensor's device when it applies.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,7 +46,15 @@ from .kernels import (
     triton_runs_on,
 )
 
-__all__ = ["RESETS", "if_multistep", "lif_multistep", "lif_multistep_state"]
+__all__ = [
+    "IF_PARAMS",
+    "LIF_PARAMS",
+    "RESETS",
+    "NeuronParams",
+    "if_multistep",
+    "lif_multistep",
+    "lif_multistep_state",
+]
 
 RESETS = ("hard", "soft")
 BACKENDS = ("auto", "cpu", "torch", "triton")
@@ -168,6 +177,70 @@ def check_tau(tau: float) -> float:
 def check_reset(reset: str) -> None:
     if reset not in RESETS:
         raise InputError(f"unknown reset {reset!r}; valid values: {', '.join(RESETS)}")
+
+
+def check_v_init(v_init) -> None:
+    if isinstance(v_init, str) and v_init != "half":
+        raise InputError(f"v_init must be None, a number, a tensor or 'half', got {v_init!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NeuronParams:
+    """The parameters of one population of LIF/IF neurons: one definition for the functional API
+    (:func:`lif_multistep`, :func:`lif_multistep_state`, :func:`if_multistep`) and the modules
+    (:class:`rmpsnn.neurons.LIF` / ``IF``, whose ``params`` attribute holds one).  Validated when
+    made; change a field with ``dataclasses.replace(p, v_th=0.7)``.
+
+    Attributes:
+        tau: leak factor in ``[0, 1]`` (0.25 as in RMP-Loss; ``1.0`` = IF neuron).
+        v_th: threshold > 0: a number, a per-channel vector of length ``C`` (for ``[T, B, C, ...]``)
+            or a tensor broadcastable to ``[B, ...]``.  Treated as a constant (no gradient).
+        reset: ``"hard"`` (to 0, RMP-Loss eq. 3) or ``"soft"`` (subtract ``v_th``: the RMP neuron).
+        surrogate: name in :func:`rmpsnn.surrogate.available` or a ``Surrogate`` instance.
+        v_init: initial potential ``u[-1]``: ``None`` (0), a number, a tensor broadcastable to
+            ``[B, ...]`` (gradients flow into it), or ``"half"`` for ``v_th / 2``.
+        detach_reset: do not back-propagate through the reset term.
+    """
+
+    tau: float = 0.25
+    v_th: float | torch.Tensor = 0.5
+    reset: str = "hard"
+    surrogate: str | _surrogate.Surrogate = "inflor"
+    v_init: float | str | torch.Tensor | None = None
+    detach_reset: bool = False
+
+    def __post_init__(self):
+        check_reset(self.reset)
+        check_v_init(self.v_init)
+        object.__setattr__(self, "tau", check_tau(self.tau))
+        object.__setattr__(self, "surrogate", _surrogate.get(self.surrogate))
+
+
+LIF_PARAMS = NeuronParams()  # RMP-Loss: tau 0.25, v_th 0.5, hard reset, InfLoR
+IF_PARAMS = NeuronParams(tau=1.0, v_th=1.0, reset="soft")  # RMP-SNN: the RMP (soft-reset) IF neuron
+_FIELDS = tuple(f.name for f in dataclasses.fields(NeuronParams))
+
+
+def _neuron_args(fn: str, params: NeuronParams | None, defaults: NeuronParams, overrides: dict) -> tuple:
+    """The fields of ``params`` (or ``defaults``) with keyword ``overrides``, validated, in the order
+    of :class:`NeuronParams`.  No object is made, so this is free inside a compiled graph."""
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"{fn}() got unknown argument(s) {', '.join(unknown)}; the neuron parameters are "
+            f"{', '.join(_FIELDS)} (see rmpsnn.functional.NeuronParams)"
+        )
+    if params is None:
+        params = defaults
+    elif not isinstance(params, NeuronParams):
+        raise TypeError(f"{fn}(): params must be a NeuronParams, got {type(params).__name__}")
+    values: dict[str, Any] = {f: overrides.get(f, getattr(params, f)) for f in _FIELDS}
+    if overrides:  # the overridden fields were not validated yet
+        check_reset(values["reset"])
+        check_v_init(values["v_init"])
+        values["tau"] = check_tau(values["tau"])
+        values["surrogate"] = _surrogate.get(values["surrogate"])
+    return tuple(values[f] for f in _FIELDS)
 
 
 # --------------------------------------------------------------------------- torch path
@@ -619,16 +692,12 @@ def _check_triton(x: torch.Tensor, sg: _surrogate.Surrogate) -> None:
 # --------------------------------------------------------------------------- public API
 def lif_multistep_state(
     x: torch.Tensor,
+    params: NeuronParams | None = None,
     *,
-    tau: float = 0.25,
-    v_th: float | torch.Tensor = 0.5,
-    reset: str = "hard",
-    surrogate: str | _surrogate.Surrogate = "inflor",
-    v_init: float | str | torch.Tensor | None = None,
-    detach_reset: bool = False,
     need_membrane: bool = False,
     backend: str = "auto",
     membrane_storage: str = "auto",
+    **neuron,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Like :func:`lif_multistep` but returns ``(spikes, u_pre or None, u_last)``, where
     ``u_last = u[T-1]`` is the potential after the last reset (the state to carry into the next
@@ -641,19 +710,15 @@ def lif_multistep_state(
     uses compact storage on the fused paths (CPU, Triton) for surrogates of finite support, unless the
     environment variable ``RMPSNN_MEMBRANE_STORAGE=float32`` is set."""
     fn = "lif_multistep"
+    tau, v_th, reset, sg, v_init, detach_reset = _neuron_args(fn, params, LIF_PARAMS, neuron)
     _check_input(x, fn)
-    check_reset(reset)
-    sg = _surrogate.get(surrogate)
-    tau = check_tau(tau)
     sample_shape = x.shape[1:]
     th = _as_param(v_th, sample_shape, "v_th", x)
     check_threshold(th.flat)
     v0 = None
     v0_tensor = None
     v0_shape = None
-    if isinstance(v_init, str):
-        if v_init != "half":
-            raise InputError(f"v_init must be None, a number, a tensor or 'half', got {v_init!r}")
+    if isinstance(v_init, str):  # "half"
         v0 = _Param(th.bcast * 0.5, th.flat * 0.5, th.stride)
     elif v_init is not None:
         v0 = _as_param(v_init, sample_shape, "v_init", x)
@@ -698,16 +763,12 @@ def lif_multistep_state(
 
 def lif_multistep(
     x: torch.Tensor,
+    params: NeuronParams | None = None,
     *,
-    tau: float = 0.25,
-    v_th: float | torch.Tensor = 0.5,
-    reset: str = "hard",
-    surrogate: str | _surrogate.Surrogate = "inflor",
-    v_init: float | str | torch.Tensor | None = None,
     return_membrane: bool = False,
-    detach_reset: bool = False,
     backend: str = "auto",
     membrane_storage: str = "auto",
+    **neuron,
 ):
     """Run a layer of LIF neurons over all time steps of ``x`` (``[T, B, ...]``).
 
@@ -717,16 +778,12 @@ def lif_multistep(
 
     Args:
         x: input current, time-major ``[T, B, ...]``, floating point.
-        tau: leak factor in ``[0, 1]`` (0.25 as in RMP-Loss; ``1.0`` = IF neuron).
-        v_th: threshold > 0: a number, a per-channel vector of length ``C`` (for ``[T, B, C, ...]``)
-            or a tensor broadcastable to ``[B, ...]``.  Treated as a constant (no gradient).
-        reset: ``"hard"`` or ``"soft"``.
-        surrogate: name in :func:`rmpsnn.surrogate.available` or a ``Surrogate`` instance.
-        v_init: initial potential ``u[-1]``: ``None`` (0), a number, a tensor broadcastable to
-            ``[B, ...]`` (gradients flow into it), or ``"half"`` for ``v_th / 2``.
+        params: the neuron parameters (:class:`NeuronParams`; default :data:`LIF_PARAMS`: tau 0.25,
+            v_th 0.5, hard reset, InfLoR surrogate).
+        **neuron: any field of :class:`NeuronParams` -- ``tau``, ``v_th``, ``reset``,
+            ``surrogate``, ``v_init``, ``detach_reset`` -- overriding ``params``.
         return_membrane: also return the pre-spike potentials ``u_pre`` (``[T, B, ...]``, with
             gradient), as RMP-Loss and the membrane plots need.
-        detach_reset: do not back-propagate through the reset term.
         backend: ``"auto"`` (the fused kernel of the device: numba for float32 CPU tensors, Triton
             for CUDA tensors when triton is installed; else PyTorch), ``"cpu"``, ``"triton"`` or
             ``"torch"``.  The environment variable ``RMPSNN_BACKEND`` overrides ``"auto"``.
@@ -736,43 +793,28 @@ def lif_multistep(
         spikes ``[T, B, ...]`` (0/1, dtype of ``x``), and ``u_pre`` if ``return_membrane``.
     """
     spikes, upre, _ = lif_multistep_state(
-        x,
-        tau=tau,
-        v_th=v_th,
-        reset=reset,
-        surrogate=surrogate,
-        v_init=v_init,
-        detach_reset=detach_reset,
-        need_membrane=return_membrane,
-        backend=backend,
-        membrane_storage=membrane_storage,
+        x, params, need_membrane=return_membrane, backend=backend, membrane_storage=membrane_storage, **neuron
     )
     return (spikes, upre) if return_membrane else spikes
 
 
 def if_multistep(
     x: torch.Tensor,
+    params: NeuronParams | None = None,
     *,
-    v_th: float | torch.Tensor = 1.0,
-    reset: str = "soft",
-    surrogate: str | _surrogate.Surrogate = "inflor",
-    v_init: float | str | torch.Tensor | None = None,
     return_membrane: bool = False,
-    detach_reset: bool = False,
     backend: str = "auto",
     membrane_storage: str = "auto",
+    **neuron,
 ):
-    """Integrate-and-fire neurons: :func:`lif_multistep` with ``tau = 1`` (no leak) and, by
-    default, the soft reset of the RMP neuron (``u[t] = u_pre[t] - v_th o[t]``)."""
+    """Integrate-and-fire neurons: :func:`lif_multistep` with the defaults of :data:`IF_PARAMS`
+    -- ``tau = 1`` (no leak), ``v_th = 1`` and the soft reset of the RMP neuron
+    (``u[t] = u_pre[t] - v_th o[t]``)."""
     return lif_multistep(
         x,
-        tau=1.0,
-        v_th=v_th,
-        reset=reset,
-        surrogate=surrogate,
-        v_init=v_init,
+        params if params is not None else IF_PARAMS,
         return_membrane=return_membrane,
-        detach_reset=detach_reset,
         backend=backend,
         membrane_storage=membrane_storage,
+        **neuron,
     )
