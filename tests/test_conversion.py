@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmpsnn.conversion import ConversionError, build_snn_graph, convert, evaluate_over_time
+from rmpsnn.conversion import (
+    ConversionError,
+    ConvertedSNN,
+    IFNode,
+    build_snn_graph,
+    convert,
+    evaluate_over_time,
+)
+from rmpsnn.conversion.observers import ann_view
 from rmpsnn.models import QCFS, create
 
 
@@ -25,11 +33,25 @@ def ann_activations(ann, x):
     return acts
 
 
+def output_sums(snn, x, T):
+    """Each IF layer's output (spikes·θ) summed over the T steps, gathered by forward hooks."""
+    sums = {}
+
+    def hook(m, _inputs, out):
+        s = out.unflatten(0, (m.chunk, -1)).sum(0)
+        sums[m] = s if m not in sums else sums[m] + s
+
+    handles = [m.register_forward_hook(hook) for m in snn.if_nodes]
+    try:
+        snn(x, T)
+    finally:
+        for h in handles:
+            h.remove()
+    return [sums[m] for m in snn.if_nodes]
+
+
 def rate_errors(snn, x, acts, T):
-    for m in snn.if_nodes:
-        m.keep_rates = True
-    snn(x, T)
-    return [((m.rate_sum / T) - a).abs().mean().item() for m, a in zip(snn.if_nodes, acts, strict=True)]
+    return [((s / T) - a).abs().mean().item() for s, a in zip(output_sums(snn, x, T), acts, strict=True)]
 
 
 def test_soft_reset_rates_converge_to_ann_activations_as_1_over_T():
@@ -95,10 +117,10 @@ def test_bn_folding_and_graph_preserve_the_ann_function():
     gm, names = build_snn_graph(ann)
     assert names == ["if_0", "if_1", "if_2"]
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in gm.modules())
-    for n in names:
-        gm.get_submodule(n).mode = "ann"
     x = torch.randn(8, 3, 8, 8)
-    torch.testing.assert_close(gm(x), ann(x), atol=1e-5, rtol=1e-5)
+    with ann_view(ConvertedSNN(gm, names)):  # the IF layers' ANN activations back in the graph
+        torch.testing.assert_close(gm(x), ann(x), atol=1e-5, rtol=1e-5)
+    assert all(isinstance(gm.get_submodule(n), IFNode) for n in names)
 
 
 @pytest.mark.parametrize("balance", ["act-max", "percentile", "spike-max"])
@@ -250,3 +272,29 @@ def test_converter_does_not_modify_the_ann():
         warnings.simplefilter("error")
         convert(ann, torch.randn(8, 3, 8, 8), balance="act-max")
     assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+
+
+def test_converted_layers_are_if_neurons_and_neuron_tools_work_on_them():
+    """IFNode is the ordinary IF neuron: MembraneRecorder, reset_states and state dicts (old key
+    'threshold' included) work on a converted network; numeric v_init is a fraction of θ."""
+    from rmpsnn.neurons import IF, MembraneRecorder, reset_states
+
+    ann = mlp().eval()
+    x = torch.rand(16, 20)
+    snn = convert(ann, x, balance="act-max", calibrate="none")
+    assert all(isinstance(m, IF) and m.tau == 1.0 and m.reset == "soft" for m in snn.if_nodes)
+    with MembraneRecorder(snn, detach=True) as rec:
+        snn(x, 6)
+    assert [tuple(u.shape) for u in rec.membranes] == [(6, 16, 32), (6, 16, 32)]  # one chunk of 6 steps
+    reset_states(snn)
+    assert all(m.v is None for m in snn.if_nodes)
+    state = snn.state_dict()
+    old = {k.replace(".v_th", ".threshold"): v for k, v in state.items()}
+    twin = convert(ann, x, balance="act-max", calibrate="none", scale=0.5)
+    twin.load_state_dict(old)
+    assert torch.equal(twin(x, 8), snn(x, 8))
+    half = convert(ann, x, balance="act-max", calibrate="none", v_init="half")
+    assert not torch.equal(snn(x, 8), half(x, 8))
+    for node in snn.if_nodes:
+        node.v_init = 0.5  # a fraction of θ: here θ/2, whatever θ is
+    assert snn.if_nodes[0].v_init == 0.5 and torch.equal(snn(x, 8), half(x, 8))

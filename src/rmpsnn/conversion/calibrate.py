@@ -37,46 +37,20 @@ from .._choices import CALIBRATION_METHODS
 from ..errors import InputError
 from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
+from .observers import ActivationObserver, ChannelMean, ann_view
 
 __all__ = ["CALIBRATION_METHODS", "ann_activation_means", "calibrate"]
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def _channel_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean over every axis but the channel axis 1 (a scalar's worth for 1-D data)."""
-    if x.ndim < 2:
-        return x.float().mean().reshape(1)
-    dims = [d for d in range(x.ndim) if d != 1]
-    return x.float().mean(dim=dims)
-
-
 @torch.no_grad()
 def ann_activation_means(snn, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Per IF layer, the per-channel mean of the ANN activation it replaces, over ``batches``."""
-    nodes = snn.if_nodes
-    means = [_ChannelMean() for _ in nodes]
-    hooks = []
-
-    def hook_for(k: int):
-        def hook(_m, _inp, out):
-            means[k].add(out)
-
-        return hook
-
-    modes = [m.mode for m in nodes]
-    try:
-        for k, m in enumerate(nodes):
-            m.mode = "ann"
-            hooks.append(m.register_forward_hook(hook_for(k)))
+    with ann_view(snn, lambda node: ActivationObserver(node.ann_activation, "mean")) as observers:
         for x in batches:
             snn.graph_module(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, mode in zip(nodes, modes, strict=True):
-            m.mode = mode
-    return [m.value() for m in means]
+    return [obs.mean.value() for obs in observers]
 
 
 def _fold_target(gm: fx.GraphModule, if_node_name: str) -> nn.Module | None:
@@ -158,7 +132,7 @@ def calibrate(
         _add_bias(gm, node, snn.if_names[k], best)
 
         def corrected():  # the layer's final output, streamed; its error is recorded on the way
-            mean = _ChannelMean()
+            mean = ChannelMean()
             for o in run_if(node, inputs, timesteps, shift=best):
                 mean.add(o)
                 yield o
@@ -171,22 +145,8 @@ def calibrate(
     return {"timesteps": timesteps, "iterations": iterations, "layers": report}
 
 
-class _ChannelMean:
-    """Per-channel mean over batches seen one at a time."""
-
-    def __init__(self):
-        self.total, self.n = None, 0
-
-    def add(self, x: torch.Tensor) -> None:
-        s = _channel_mean(x) * x.shape[0]
-        self.total, self.n = (s if self.total is None else self.total + s), self.n + x.shape[0]
-
-    def value(self) -> torch.Tensor:
-        return self.total / self.n
-
-
 def _mean_over(outs: Iterable[torch.Tensor]) -> torch.Tensor:
-    mean = _ChannelMean()
+    mean = ChannelMean()
     for o in outs:
         mean.add(o)
     return mean.value()

@@ -54,6 +54,7 @@ from .calibrate import calibrate as bias_calibrate
 from .graph import ConversionError, build_snn_graph
 from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
+from .observers import ActivationObserver, ann_view
 
 __all__ = [
     "BALANCE_METHODS",
@@ -157,11 +158,6 @@ def _batches(data) -> Iterable[torch.Tensor]:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-def _set_mode(nodes: Sequence[IFNode], mode: str) -> None:
-    for m in nodes:
-        m.mode = mode
-
-
 def _act_stats(
     snn: ConvertedSNN,
     data,
@@ -171,34 +167,31 @@ def _act_stats(
     seed: int,
     mse_timesteps: int,
 ):
-    nodes = snn.if_nodes
+    """Thresholds from the ANN activations (one pass over ``data`` with an observer per layer)."""
     gen = torch.Generator().manual_seed(seed)
-    for m in nodes:
-        m.reset_stats()
-        m.per_channel = per_channel
-        m.stat_collect = "max" if method == "act-max" else "samples"
-        m.sample_gen = gen
-    _set_mode(nodes, "ann")
-    with torch.no_grad():
+    collect = "max" if method == "act-max" else "samples"
+
+    def observer(node: IFNode) -> ActivationObserver:
+        return ActivationObserver(node.ann_activation, collect, per_channel=per_channel, generator=gen)
+
+    with ann_view(snn, observer) as observers, torch.no_grad():
         dev = next(snn.parameters()).device
         for x in _batches(data):
             snn.graph_module(x.to(dev))
-    _set_mode(nodes, "spike")
     out = []
-    for m in nodes:
+    for obs in observers:
         if method == "act-max":
-            th = m.stat_max
+            th = obs.max
         elif method == "mse":
-            th = _mse_threshold(m.stat_samples, per_channel, mse_timesteps)
+            th = _mse_threshold(obs.samples, per_channel, mse_timesteps)
         else:
             if per_channel:
-                s = torch.cat(m.stat_samples, dim=1).numpy()
+                s = torch.cat(obs.samples, dim=1).numpy()
                 s = np.where(s > 0, s, np.nan)
                 th = torch.from_numpy(np.nan_to_num(np.nanpercentile(s, percentile, axis=1), nan=0.0)).float()
             else:
-                s = torch.cat(m.stat_samples).numpy()
+                s = torch.cat(obs.samples).numpy()
                 th = torch.tensor(float(np.percentile(s, percentile)) if s.size else 0.0)
-        m.stat_collect, m.stat_samples = None, []
         out.append(th)
     return out
 
@@ -366,7 +359,6 @@ def convert(
                 progress=report,
             )
     for m in nodes:
-        m.mode = "spike"
         m.reset_stats()
     snn.balance, snn.reset, snn.scale = balance, reset, scale
     return snn

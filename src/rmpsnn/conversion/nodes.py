@@ -12,10 +12,12 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from ..functional import lif_multistep_state
+from ..neurons import IF
 
 __all__ = ["IFNode", "add_per_channel"]
 
@@ -27,48 +29,67 @@ def add_per_channel(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return x + values.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
 
 
-class IFNode(nn.Module):
-    """IF neurons of one converted layer.
+class IFNode(IF):
+    """IF neurons of one converted layer: the ordinary :class:`~rmpsnn.neurons.IF` neuron (soft
+    reset by default, threshold ``v_th`` = θ, potential carried from chunk to chunk) with two
+    additions for a network that still computes in activation units:
 
-    Modes: ``"spike"`` (SNN) and ``"ann"`` (the original activation; for data-based balancing it
-    records statistics of its input).  Spike-max balancing and calibration drive the node through
-    :func:`~rmpsnn.conversion.layerwise.run_layerwise` instead.
+    * input ``[chunk*B, ...]`` (the steps of a chunk folded into the batch, so the convolutions
+      around the node run once per chunk), and output ``o[t]·θ``;
+    * an optional per-channel ``bias`` added to the input current (a calibration correction that
+      could not be folded into the layer in front of it).
+
+    It has no modes: statistics for balancing and calibration are gathered by observers that
+    stand in for the node (:mod:`rmpsnn.conversion.observers`), or by hooks.  ``threshold`` is
+    another name for ``v_th``; ``per_channel`` says whether balancing gives one θ per channel.
+    ``v_init`` is ``None`` (0), ``"half"`` (θ/2) or a number: a fraction of θ.
     """
 
     def __init__(self, name: str, reset: str = "soft", ann_activation: nn.Module | None = None):
-        super().__init__()
+        super().__init__(v_th=1.0, reset=reset, carry_state=True)
         self.layer_name = name
-        self.reset = reset
         self.ann_activation = ann_activation if ann_activation is not None else nn.ReLU()
-        self.register_buffer("threshold", torch.tensor(1.0))
         # calibration bias added to the input current, per channel; only used when the correction
         # cannot be folded into a Conv/Linear in front of the node (see calibrate.py)
         self.register_buffer("bias", None)
-        self.v_init: str | float | None = None  # None, "half" (θ/2) or a fraction of θ
-        self.mode = "spike"
         self.chunk = 1
         self.per_channel = False
-        # state and statistics (not saved)
-        self.v: torch.Tensor | None = None
-        self.spike_count = 0.0
+        self.spike_count: torch.Tensor | float = 0.0  # since reset_stats (not saved)
         self.neuron_steps = 0.0
-        self.stat_max: torch.Tensor | None = None
-        self.stat_samples: list[torch.Tensor] = []
-        self.keep_rates = False
-        self.rate_sum: torch.Tensor | None = None
+        self._v_init_fraction: float | None = None
 
-    # -- state -------------------------------------------------------------------------
-    def reset_state(self) -> None:
-        self.v = None
-        self.rate_sum = None
+    @property
+    def v_init(self):
+        return self._v_init_fraction if self._v_init_fraction is not None else self._params.v_init
+
+    @v_init.setter
+    def v_init(self, value) -> None:
+        # a number is a fraction of θ (θ changes during balancing), applied at the first step
+        fraction = isinstance(value, (int, float)) and not isinstance(value, bool)
+        self._v_init_fraction = float(value) if fraction else None
+        self._params = dataclasses.replace(self._params, v_init=None if fraction else value)
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.v_th
+
+    @threshold.setter
+    def threshold(self, value: torch.Tensor) -> None:
+        self.set_threshold(value)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = prefix + "threshold"  # state dicts written before IFNode became an IF neuron
+        if old in state_dict and prefix + "v_th" not in state_dict:
+            state_dict[prefix + "v_th"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_stats(self) -> None:
         self.spike_count, self.neuron_steps = 0.0, 0.0
-        self.stat_max, self.stat_samples = None, []
 
     def _theta(self, x: torch.Tensor) -> torch.Tensor:
-        th = self.threshold.to(x.dtype)
-        if th.ndim == 1:  # per channel: channel axis is 1 of the per-step sample [B, C, ...]
+        """θ shaped to multiply one step's output ``[B, C, ...]`` (per channel: axis 1)."""
+        th = self.v_th.to(x.dtype)
+        if th.ndim == 1:
             th = th.reshape(1, -1, *([1] * (x.ndim - 2)))
         return th
 
@@ -78,53 +99,16 @@ class IFNode(nn.Module):
             return x.detach().amax(dim=dims)
         return x.detach().max()
 
-    # -- forward -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "ann":
-            self._record_ann(x)
-            return self.ann_activation(x)
         if self.bias is not None:
             x = add_per_channel(x, self.bias)
-        T = self.chunk
-        xt = x.unflatten(0, (T, x.shape[0] // T))
-        th = self._theta(x)[0] if self.threshold.ndim == 1 else self.threshold.to(x.dtype)
-        if self.v is not None:
-            v0 = self.v
-        elif self.v_init == "half":
-            v0 = "half"
-        elif self.v_init is not None:
-            v0 = th * float(self.v_init)
-        else:
-            v0 = None
-        spikes, _, self.v = lif_multistep_state(xt, tau=1.0, v_th=th, reset=self.reset, v_init=v0)
+        xt = x.unflatten(0, (self.chunk, x.shape[0] // self.chunk))
+        if self.v is None and self._v_init_fraction is not None:
+            self.v = self._theta(xt[0]) * self._v_init_fraction
+        spikes = super().forward(xt)  # the IF neuron over the chunk's steps
         self.spike_count = self.spike_count + spikes.sum()  # a tensor: no device sync per chunk
         self.neuron_steps += spikes.numel()
-        out = spikes * self._theta(xt[0]).unsqueeze(0)
-        if self.keep_rates:
-            s = out.sum(0)
-            self.rate_sum = s if self.rate_sum is None else self.rate_sum + s
-        return out.flatten(0, 1)
-
-    def _record_ann(self, x: torch.Tensor) -> None:
-        if self.stat_collect == "max":
-            m = self._channel_max(x)
-            self.stat_max = m if self.stat_max is None else torch.maximum(self.stat_max, m)
-        elif self.stat_collect == "samples":
-            xd = x.detach()
-            if self.per_channel:
-                xd = xd.transpose(0, 1).reshape(xd.shape[1], -1)  # [C, N]
-                k = min(xd.shape[1], self.sample_cap)
-                idx = torch.randperm(xd.shape[1], generator=self.sample_gen)[:k]
-                self.stat_samples.append(xd[:, idx])
-            else:
-                pos = xd[xd > 0].reshape(-1)
-                k = min(pos.numel(), self.sample_cap)
-                idx = torch.randperm(pos.numel(), generator=self.sample_gen)[:k]
-                self.stat_samples.append(pos[idx])
-
-    stat_collect: str | None = None
-    sample_cap: int = 200_000
-    sample_gen: torch.Generator | None = None
+        return (spikes * self._theta(xt[0]).unsqueeze(0)).flatten(0, 1)
 
     @property
     def firing_rate(self) -> float:
@@ -132,9 +116,5 @@ class IFNode(nn.Module):
         return float(self.spike_count) / self.neuron_steps if self.neuron_steps else 0.0
 
     def extra_repr(self) -> str:
-        th = (
-            f"{float(self.threshold):.4g}"
-            if self.threshold.ndim == 0
-            else f"per-channel[{self.threshold.numel()}]"
-        )
+        th = f"{float(self.v_th):.4g}" if self.v_th.ndim == 0 else f"per-channel[{self.v_th.numel()}]"
         return f"threshold={th}, reset={self.reset!r}, v_init={self.v_init!r}"
