@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
+import importlib.util
 import json
 import os
 import statistics
@@ -35,6 +37,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_speed as ss
+from rmpsnn.functional.neuron import selected_backend
 from rmpsnn.models import create
 from rmpsnn.neurons import LIF
 
@@ -233,6 +236,9 @@ def main(argv=None) -> dict:
     env = {"torch": torch.__version__, "device": args.device, "smoke": args.smoke}
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(0)
+    # which neuron implementation rmpsnn's LIF runs here (auto): "triton" on CUDA with triton
+    env["rmpsnn_backend"] = selected_backend(torch.zeros(1, 1, device=args.device))
+    env["triton"] = importlib.metadata.version("triton") if importlib.util.find_spec("triton") else None
     env["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     log(f"gpu_suite: {env}")
     result = {"benchmark": "gpu_suite", "environment": env}

@@ -666,6 +666,14 @@ def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> 
     return "cpu" if cpu_fits and numba_available() else "torch"
 
 
+def selected_backend(
+    x: torch.Tensor, surrogate: str | _surrogate.Surrogate = "inflor", backend: str = "auto"
+) -> str:
+    """The implementation that :func:`lif_multistep` runs for a tensor like ``x`` with this
+    surrogate and ``backend``: ``"cpu"`` (numba), ``"triton"`` or ``"torch"`` (e.g. to log it)."""
+    return _select_backend(backend, x, _surrogate.get(surrogate))
+
+
 def _check_triton(x: torch.Tensor, sg: _surrogate.Surrogate) -> None:
     if not triton_available():
         raise InputError(
