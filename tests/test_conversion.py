@@ -298,3 +298,41 @@ def test_converted_layers_are_if_neurons_and_neuron_tools_work_on_them():
     for node in snn.if_nodes:
         node.v_init = 0.5  # a fraction of θ: here θ/2, whatever θ is
     assert snn.if_nodes[0].v_init == 0.5 and torch.equal(snn(x, 8), half(x, 8))
+
+
+def test_balancing_methods_are_pluggable():
+    from rmpsnn._choices import BALANCE_METHODS
+    from rmpsnn.conversion import available_balancers, register_balancer
+    from rmpsnn.conversion.observers import ActivationObserver, ann_view
+
+    assert set(BALANCE_METHODS) - {"auto"} <= set(available_balancers())
+    seen = {}
+
+    @register_balancer("act-mean-test")
+    def act_mean(snn, ctx):  # twice the mean ANN activation, from observers
+        seen["per_channel"], seen["batches"] = ctx.per_channel, len(ctx.batches)
+        with ann_view(snn, lambda node: ActivationObserver(node.ann_activation, "mean")) as observers:
+            for x in ctx.batches:
+                snn.graph_module(x)
+        return [2 * obs.mean.value().mean() for obs in observers]
+
+    ann = mlp().eval()
+    x = torch.rand(32, 20)
+    snn = convert(ann, [x[:16], x[16:]], balance="act-mean-test", calibrate="none", scale=0.5)
+    assert seen == {"per_channel": False, "batches": 2}
+    h, expected = x, []
+    for layer in ann:
+        h = layer(h)
+        if isinstance(layer, nn.ReLU):
+            expected.append(2 * h.mean(0).mean() * 0.5)
+    for m, th in zip(snn.if_nodes, expected, strict=True):
+        torch.testing.assert_close(m.threshold, th.detach())
+    with pytest.raises(ValueError, match=r"unknown balance 'nope'; valid values: auto, .*act-mean-test"):
+        convert(ann, x, balance="nope")
+
+    @register_balancer("too-few-test", needs_data=False)
+    def too_few(snn, ctx):
+        return [torch.tensor(1.0)]
+
+    with pytest.raises(ConversionError, match="returned 1 thresholds for 2 IF layers"):
+        convert(ann, balance="too-few-test", calibrate="none")

@@ -8,6 +8,7 @@ from one simulation.
     result = evaluate_over_time(snn, (test_images, test_labels), timesteps=[1, 2, 4, ..., 1024])
 """
 
+from .balancing import BalanceContext, available_balancers, register_balancer
 from .calibrate import CALIBRATION_METHODS, calibrate
 from .convert import BALANCE_METHODS, ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
 from .graph import ConversionError, build_snn_graph
@@ -17,14 +18,17 @@ from .nodes import IFNode
 __all__ = [
     "BALANCE_METHODS",
     "CALIBRATION_METHODS",
+    "BalanceContext",
     "ConversionError",
     "ConvertedSNN",
     "IFNode",
+    "available_balancers",
     "build_snn_graph",
     "calibrate",
     "convert",
     "evaluate_ann",
     "evaluate_over_time",
     "first_within",
+    "register_balancer",
     "run_layerwise",
 ]

@@ -36,12 +36,12 @@ QCFS networks their trained thresholds and θ/2, without calibration).  RMP-SNN 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import fx, nn
 from tqdm import tqdm
@@ -49,12 +49,11 @@ from tqdm import tqdm
 from .._choices import BALANCE_METHODS
 from ..errors import InputError
 from ..models.qcfs import QCFS
+from .balancing import BalanceContext, get_balancer, positive_threshold
 from .calibrate import CALIBRATION_METHODS
 from .calibrate import calibrate as bias_calibrate
 from .graph import ConversionError, build_snn_graph
-from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
-from .observers import ActivationObserver, ann_view
 
 __all__ = [
     "BALANCE_METHODS",
@@ -158,81 +157,6 @@ def _batches(data) -> Iterable[torch.Tensor]:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-def _act_stats(
-    snn: ConvertedSNN,
-    data,
-    method: str,
-    percentile: float,
-    per_channel: bool,
-    seed: int,
-    mse_timesteps: int,
-):
-    """Thresholds from the ANN activations (one pass over ``data`` with an observer per layer)."""
-    gen = torch.Generator().manual_seed(seed)
-    collect = "max" if method == "act-max" else "samples"
-
-    def observer(node: IFNode) -> ActivationObserver:
-        return ActivationObserver(node.ann_activation, collect, per_channel=per_channel, generator=gen)
-
-    with ann_view(snn, observer) as observers, torch.no_grad():
-        dev = next(snn.parameters()).device
-        for x in _batches(data):
-            snn.graph_module(x.to(dev))
-    out = []
-    for obs in observers:
-        if method == "act-max":
-            th = obs.max
-        elif method == "mse":
-            th = _mse_threshold(obs.samples, per_channel, mse_timesteps)
-        else:
-            if per_channel:
-                s = torch.cat(obs.samples, dim=1).numpy()
-                s = np.where(s > 0, s, np.nan)
-                th = torch.from_numpy(np.nan_to_num(np.nanpercentile(s, percentile, axis=1), nan=0.0)).float()
-            else:
-                s = torch.cat(obs.samples).numpy()
-                th = torch.tensor(float(np.percentile(s, percentile)) if s.size else 0.0)
-        out.append(th)
-    return out
-
-
-def _quantisation_mse(a: np.ndarray, thetas: np.ndarray, T: int) -> np.ndarray:
-    """E[(a - θ/T clip(round(a T/θ), 0, T))^2] for every candidate θ (a: positive samples)."""
-    q = np.clip(np.floor(a[None, :] * (T / thetas[:, None]) + 0.5), 0, T) * (thetas[:, None] / T)
-    return ((a[None, :] - q) ** 2).mean(axis=1)
-
-
-def _mse_one(a: np.ndarray, T: int, candidates: int = 100) -> float:
-    a = a[np.isfinite(a) & (a > 0)].astype(np.float64)
-    if a.size == 0:
-        return 0.0
-    if a.size > 50_000:  # the error curve is smooth: a subsample finds the same minimum
-        a = a[np.random.default_rng(0).choice(a.size, 50_000, replace=False)]
-    thetas = a.max() * np.linspace(1.0 / candidates, 1.0, candidates)
-    return float(thetas[np.argmin(_quantisation_mse(a, thetas, T))])
-
-
-def _mse_threshold(samples: list[torch.Tensor], per_channel: bool, T: int) -> torch.Tensor:
-    if not samples:
-        return torch.tensor(0.0)
-    if per_channel:
-        s = torch.cat(samples, dim=1).double().numpy()  # [C, N]
-        return torch.tensor([_mse_one(row, T) for row in s], dtype=torch.float32)
-    return torch.tensor(_mse_one(torch.cat(samples).double().numpy(), T))
-
-
-def _positive(th: torch.Tensor, name: str) -> torch.Tensor:
-    """Thresholds must be > 0; a dead channel/layer (never active) gets the layer's max (or 1)."""
-    th = th.float().clone()
-    if th.ndim == 0:
-        return th if th > 0 else torch.tensor(1.0)
-    bad = ~(th > 0)
-    if bad.all():
-        return torch.ones_like(th)
-    th[bad] = th[~bad].max()
-    return th
-
-
 def convert(
     ann: nn.Module,
     calibration_data=None,
@@ -281,8 +205,7 @@ def convert(
         progress: ``None`` (a progress bar on a terminal, silent otherwise), ``True``/``False``,
             or a callable that receives one line per balanced or calibrated layer.
     """
-    if balance not in BALANCE_METHODS:
-        raise InputError(f"unknown balance {balance!r}; valid values: {', '.join(BALANCE_METHODS)}")
+    balancer = get_balancer(balance) if balance != "auto" else None  # unknown names: a clear error
     if calibrate not in (*CALIBRATION_METHODS, "auto"):
         raise InputError(
             f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATION_METHODS)}"
@@ -303,6 +226,7 @@ def convert(
     is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
     if balance == "auto":
         balance = "qcfs" if is_qcfs else "mse"
+        balancer = get_balancer(balance)
     if balance == "qcfs" and not is_qcfs:
         raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
     if per_channel is None:
@@ -322,7 +246,7 @@ def convert(
         if not all(torch.isfinite(x).all() for x in batches):
             raise InputError("calibration_data contains NaN or inf values")
         input_max = max(float(x.abs().max()) for x in batches)
-    elif balance in ("spike-max", "act-max", "percentile", "mse") or calibrate != "none":
+    elif balancer.needs_data or calibrate != "none":
         what = f"balance={balance!r}" if calibrate == "none" else f"calibrate={calibrate!r}"
         raise InputError(f"{what} needs calibration_data (a batch or an iterable of training inputs)")
     snn = ConvertedSNN(graph, if_names, encoding=encoding, input_max=input_max, seed=seed, chunk=chunk).to(
@@ -333,22 +257,25 @@ def convert(
         m.v_init = v_init
         m.per_channel = per_channel
 
-    if balance == "qcfs":
-        for m in nodes:
-            lam = m.ann_activation.threshold if isinstance(m.ann_activation, QCFS) else None
-            if lam is None:
-                raise ConversionError(
-                    f"{m.layer_name}: a ReLU in a QCFS network has no trained threshold; "
-                    f"use balance='act-max' or train every activation as QCFS"
-                )
-            m.threshold = lam.detach().abs().reshape(()) * scale
-    elif balance in ("act-max", "percentile", "mse"):
-        stats = _act_stats(snn, batches, balance, percentile, per_channel, seed, calibration_timesteps)
-        for m, th in zip(nodes, stats, strict=True):
-            m.threshold = _positive(th, m.layer_name).to(device) * scale
-    elif balance == "spike-max":
-        with _Progress(progress, len(nodes), "spike-max balancing") as report:
-            _spike_max(snn, batches, balance_timesteps, scale, report)
+    ctx = BalanceContext(
+        batches,
+        per_channel=per_channel,
+        scale=scale,
+        percentile=percentile,
+        seed=seed,
+        balance_timesteps=balance_timesteps,
+        calibration_timesteps=calibration_timesteps,
+    )
+    with _Progress(
+        progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
+    ) as report:
+        thresholds = balancer.fn(snn, dataclasses.replace(ctx, progress=report))
+    if len(thresholds) != len(nodes):
+        raise ConversionError(
+            f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"
+        )
+    for m, th in zip(nodes, thresholds, strict=True):
+        m.threshold = positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale
     if calibrate == "bias":
         with _Progress(progress, len(nodes), "bias calibration") as report:
             snn.calibration = bias_calibrate(
@@ -389,22 +316,6 @@ class _Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _spike_max(snn: ConvertedSNN, batches: list[torch.Tensor], T: int, scale: float, progress) -> None:
-    """Spike-max balancing (Sengupta et al. 2019; RMP-SNN): each layer's threshold is the largest
-    input current it receives in a ``T``-step simulation in which every layer before it already
-    spikes with its balanced threshold.  Layer-major, so all layers cost one simulation."""
-
-    def step(k: int, node: IFNode, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        m = None
-        for x in inputs:
-            cm = node._channel_max(x)
-            m = cm if m is None else torch.maximum(m, cm)
-        node.threshold = _positive(m, node.layer_name) * scale
-        return run_if(node, inputs, T)  # a stream: the runner keeps its spikes compactly
-
-    run_layerwise(snn, batches, T, step, progress=progress)
 
 
 # ----------------------------------------------------------------------------- evaluation
