@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from rmpsnn.app.quickstart import CONVERSION_VARIANTS
 from rmpsnn.cli import main
-from rmpsnn.quickstart import CONVERSION_VARIANTS
 
 from .conftest import write_two_class_folder
 
@@ -51,9 +51,9 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
 
 
 def test_quickstart_without_data_says_what_to_do(monkeypatch, tmp_path, capsys):
-    import rmpsnn.data
+    import rmpsnn.app.quickstart
 
-    monkeypatch.setattr(rmpsnn.data, "shared_cifar10_zip", lambda *a, **k: None)
+    monkeypatch.setattr(rmpsnn.app.quickstart, "shared_cifar10_zip", lambda *a, **k: None)
     monkeypatch.setitem(__import__("sys").modules, "sklearn", None)  # as if not installed
     assert main(["quickstart", "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from common import PAPER, Log, accuracy, environment, load_cifar, parse_args, train_ann, write_json
 
-from rmpsnn.conversion.experiment import conversion_experiment
+from rmpsnn.app.experiment import conversion_experiment
 from rmpsnn.models import create
 
 VARIANTS = {

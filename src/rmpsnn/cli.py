@@ -193,7 +193,7 @@ def _stderr_line(line: str) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .conversion.experiment import conversion_experiment
+    from .app.experiment import conversion_experiment
     from .data.resolve import load_static
     from .models import list_models
     from .training import load_model
@@ -298,7 +298,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .analysis.report import write_report
+    from .app.report import write_report
 
     paths = write_report(args.runs, args.out, images=args.images, device=args.device, title=args.title)
     print(f"wrote {paths['markdown']} and {paths['html']}")
@@ -346,7 +346,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import run_quickstart
+    from .app.quickstart import run_quickstart
 
     return run_quickstart(args)
 

@@ -1,5 +1,6 @@
 """Analysis: per-layer monitors (membrane histograms, firing rates, quantisation error),
-operation counts and energy, figures, and run reports (``rmpsnn report``)."""
+operation counts and energy, and figures (the run reports of ``rmpsnn report`` are built from
+them in :mod:`rmpsnn.app.report`)."""
 
 from .energy import E_AC_PJ, E_MAC_PJ, OperationCounts, count_operations
 from .monitors import LayerStats, collect_layer_stats

@@ -40,7 +40,7 @@ from ..models.qcfs import QCFS
 from .graph import ConversionError
 from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
-from .observers import ActivationObserver, ann_view
+from .observers import ActivationObserver, ann_view, channel_max
 
 if TYPE_CHECKING:
     from .convert import ConvertedSNN
@@ -155,7 +155,7 @@ def _spike_max(snn: ConvertedSNN, ctx: BalanceContext) -> list[torch.Tensor]:
     def step(k: int, node: IFNode, inputs: list[torch.Tensor]):
         m = None
         for x in inputs:
-            cm = node._channel_max(x)
+            cm = channel_max(x, node.per_channel)
             m = cm if m is None else torch.maximum(m, cm)
         found.append(m)
         node.threshold = positive_threshold(m, node.layer_name) * ctx.scale  # the next layers see it

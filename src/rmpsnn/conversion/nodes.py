@@ -93,12 +93,6 @@ class IFNode(IF):
             th = th.reshape(1, -1, *([1] * (x.ndim - 2)))
         return th
 
-    def _channel_max(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_channel:
-            dims = [d for d in range(x.ndim) if d != 1]
-            return x.detach().amax(dim=dims)
-        return x.detach().max()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bias is not None:
             x = add_per_channel(x, self.bias)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .nodes import IFNode
 
-__all__ = ["ActivationObserver", "ChannelMean", "ann_view", "channel_mean"]
+__all__ = ["ActivationObserver", "ChannelMean", "ann_view", "channel_max", "channel_mean"]
 
 COLLECT = ("max", "samples", "mean")
 
@@ -29,6 +29,12 @@ def channel_mean(x: torch.Tensor) -> torch.Tensor:
         return x.float().mean().reshape(1)
     dims = [d for d in range(x.ndim) if d != 1]
     return x.float().mean(dim=dims)
+
+
+def channel_max(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """The maximum of ``x`` (detached), per channel (axis 1) if ``per_channel``."""
+    x = x.detach()
+    return x.amax(dim=[d for d in range(x.ndim) if d != 1]) if per_channel else x.max()
 
 
 class ChannelMean:
@@ -79,7 +85,7 @@ class ActivationObserver(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xd = x.detach()
         if self.collect == "max":
-            m = xd.amax(dim=[d for d in range(xd.ndim) if d != 1]) if self.per_channel else xd.max()
+            m = channel_max(xd, self.per_channel)
             self.max = m if self.max is None else torch.maximum(self.max, m)
         elif self.collect == "samples":
             if self.per_channel:

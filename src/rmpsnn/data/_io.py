@@ -6,19 +6,18 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_write
 from ..errors import DataError
 
 __all__ = [
     "DataError",
     "atomic_save_npz",
-    "atomic_write",
     "cache_dir",
     "download_url",
     "extract_archive",
@@ -47,26 +46,6 @@ def file_checksum(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write, *, durable: bool = False) -> Path:
-    """Create ``path`` by calling ``write(tmp)`` on a temporary file beside it and renaming that
-    into place, so a killed process never leaves a half-written file behind.  ``durable``
-    fsyncs the data before the rename (checkpoints: the new file must survive a power loss too)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        if durable:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import __version__
-from ..training.checkpoint import load_model, save_model
+from ..checkpoint import load_model, save_model
 
 __all__ = ["export_safetensors", "load_exported"]
 

@@ -2,8 +2,8 @@
 ``rmpsnn train``), ANN training for conversion (``train_ann``), configuration
 (:func:`load_config`), and pickle-free checkpoints."""
 
+from ..checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
 from .ann import evaluate_arrays, normalised, train_ann
-from .checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
 from .config import ConfigError, TrainConfig, load_config
 from .state import load_state, save_state
 from .trainer import Trainer, evaluate_model, train

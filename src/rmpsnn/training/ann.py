@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import save_model
 from ..data import ArrayLoader, ImageArrays
 from ..data import transforms as T
 from ..data.images import require_classes
@@ -23,7 +24,6 @@ from ..data.resolve import channel_stats, load_static
 from ..errors import InputError, NonFiniteError
 from ..models import create
 from ..models.registry import builder
-from .checkpoint import save_model
 
 __all__ = ["evaluate_arrays", "normalised", "train_ann"]
 

@@ -1,15 +1,14 @@
-"""Model checkpoints as safetensors (no pickle) with a JSON description, written atomically."""
+"""Model checkpoints: they live in :mod:`rmpsnn.checkpoint` (a service of the whole library);
+these names stay importable from here."""
 
-from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
-
-import torch
-from torch import nn
-
-from ..errors import CheckpointError, NonFiniteError
+from ..checkpoint import (
+    CheckpointError,
+    describe_nonfinite,
+    load_model,
+    nonfinite_tensors,
+    resolve_checkpoint,
+    save_model,
+)
 
 __all__ = [
     "CheckpointError",
@@ -19,108 +18,3 @@ __all__ = [
     "resolve_checkpoint",
     "save_model",
 ]
-
-
-def nonfinite_tensors(model: nn.Module) -> list[str]:
-    """Names of the floating-point parameters and buffers of ``model`` holding NaN or inf."""
-    return [
-        k
-        for k, v in model.state_dict().items()
-        if v.is_floating_point() and not bool(torch.isfinite(v).all())
-    ]
-
-
-def describe_nonfinite(names: list[str]) -> str:
-    """``"2 weight tensor(s) became NaN or infinite (a, b)"`` (at most three names)."""
-    more = ", ..." if len(names) > 3 else ""
-    return f"{len(names)} weight tensor(s) became NaN or infinite ({', '.join(names[:3])}{more})"
-
-
-def save_model(
-    path: str | os.PathLike, model: nn.Module, *, model_name: str, model_kwargs: dict, **info
-) -> Path:
-    """Write ``model``'s weights and buffers to ``path`` (``.safetensors``) with metadata that
-    rebuilds it (``model_name``, ``model_kwargs``) and any JSON-serialisable ``info``.  The file
-    is written to a temporary name and renamed, so a crash never leaves half a checkpoint."""
-    from safetensors.torch import save_file
-
-    from ..data._io import atomic_write
-
-    bad = nonfinite_tensors(model)
-    if bad:
-        raise NonFiniteError(
-            f"not saving {path}: {describe_nonfinite(bad)}; training diverged -- lower the learning rate"
-        )
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model": model_name, "kwargs": json.dumps(model_kwargs), "info": json.dumps(info)}
-    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), durable=True)
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """``path`` itself, or for a run directory of ``rmpsnn train`` its ``best.safetensors``
-    (``last.safetensors`` when no evaluation has finished yet)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for name in ("best.safetensors", "last.safetensors"):
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(f"{path} holds no best.safetensors or last.safetensors")
-
-
-def load_model(
-    path: str | os.PathLike, *, model_name: str | None = None, device="cpu"
-) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved by :func:`save_model` (or the model inside a training checkpoint
-    of :class:`rmpsnn.training.Trainer`); returns ``(model, info)`` (info includes ``model`` and
-    ``kwargs``).  ``model_name`` overrides the stored name."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    from ..models import create
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated"
-        ) from e
-    if "tree" in meta:  # a training checkpoint (rmpsnn.training.state): the model's tensors
-        state = {k.removeprefix("model/"): v for k, v in state.items() if k.startswith("model/")}
-    name = model_name or meta.get("model")
-    if not name:
-        raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
-    kwargs, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
-    try:
-        model = create(name, **kwargs)
-    except ValueError as e:
-        raise CheckpointError(f"{path} does not match model {name!r}: {e}") from e
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # tensors of the wrong shape
-        first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointError(
-            f"{path} does not match model {name!r} {kwargs}: {first} (was it saved with other arguments?)"
-        ) from e
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not match model {name!r} {kwargs}: missing {list(missing)[:5]}, unexpected "
-            f"{list(unexpected)[:5]}"
-        )
-    info.update(model=name, kwargs=kwargs)
-    return model.to(device), info
-
-
-def _metadata_json(path: Path, meta: dict, key: str) -> dict:
-    try:
-        value = json.loads(meta.get(key, "{}"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not valid JSON ({e})") from e
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not a JSON object")
-    return value

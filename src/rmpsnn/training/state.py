@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, atomic_write
 
 __all__ = ["load_state", "save_state"]
 
@@ -63,8 +63,6 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_state(path: str | os.PathLike, state: dict, metadata: dict[str, str] | None = None) -> Path:
     """Write ``state`` (nested dicts/lists/tuples of tensors and JSON values) atomically."""
     from safetensors.torch import save_file
-
-    from ..data._io import atomic_write
 
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(state, "", tensors)

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
 from ..data import ArrayLoader, DatasetLoader, ImageArrays, collate_time_major
 from ..data import transforms as T
 from ..data.images import require_classes
@@ -49,7 +50,6 @@ from ..models import create
 from ..models.registry import builder
 from ..neurons import MembraneRecorder
 from .ann import _param_groups, warmup_cosine
-from .checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
 from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
 from .distributed import Dist, init_distributed
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
@@ -201,7 +201,7 @@ def _dataset_data(cfg, train, test, classes, channels, size, norm, bs, shard) ->
     return _Data(loader, test_batches, classes, channels, size, norm, info)
 
 
-def _prepare(x: torch.Tensor, data: _Data, device) -> torch.Tensor:
+def prepare_batch(x: torch.Tensor, data: _Data, device) -> torch.Tensor:
     """Move a batch to ``device``; decode uint8 images (ImageNet path) and normalise them."""
     x = x.to(device, non_blocking=True)
     if x.dtype == torch.uint8:
@@ -222,7 +222,7 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
     correct = n = 0
     with MembraneRecorder(model, detach=True, on_record=lambda name, u: meter.update({name: u})):
         for x, y in batches:
-            x = _prepare(x, data, device) if data is not None else x.to(device)
+            x = prepare_batch(x, data, device) if data is not None else x.to(device)
             correct += int((model(x).argmax(1) == y.to(device)).sum())
             n += len(y)
     names = list(meter.count)  # network order (the order of the first forward; same on every rank)
@@ -540,7 +540,7 @@ class Trainer:
             t0 = time.perf_counter()
             lam = 0.0
             for x, y in self.data.train.iterate(self.step):
-                x = _prepare(x, self.data, self.device)
+                x = prepare_batch(x, self.data, self.device)
                 y = y.to(self.device, non_blocking=True)
                 loss, ce, reg, lam, out = self._train_step(x, y, epoch + self.step / self.steps_per_epoch)
                 bad = not bool(torch.isfinite(loss))

@@ -16,15 +16,21 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InputError
-from .energy import count_operations
-from .monitors import collect_layer_stats
-from .plots import (
+from ..analysis.energy import count_operations
+from ..analysis.monitors import collect_layer_stats
+from ..analysis.plots import (
     plot_accuracy_vs_timesteps,
     plot_firing_rates,
     plot_membrane_distribution,
     plot_training_curves,
 )
+from ..checkpoint import load_model, resolve_checkpoint
+from ..devices import resolve_device
+from ..errors import InputError
+from ..training.config import load_config
+from ..training.distributed import Dist
+from ..training.rundir import read_metrics
+from ..training.trainer import build_data, prepare_batch
 
 __all__ = ["write_report"]
 
@@ -101,20 +107,13 @@ def _pct(x) -> str:
 
 def _training_run(run: Path, images: int, device: str) -> dict:
     """Metrics, summary and a monitored evaluation of the run's best checkpoint."""
-    from ..devices import resolve_device
-    from ..training import load_model, resolve_checkpoint
-    from ..training.config import load_config
-    from ..training.distributed import Dist
-    from ..training.rundir import read_metrics
-    from ..training.trainer import _prepare, build_data
-
     metrics = read_metrics(run / "metrics.jsonl")
     ckpt = resolve_checkpoint(run)
     dev = resolve_device(device)
     model, info = load_model(ckpt, device=dev)
     cfg = load_config(info["config"], ["data.augment=none", f"data.test_limit={images}"])
     data = build_data(cfg, Dist(device=dev))
-    prep = lambda x: _prepare(x, data, dev)  # noqa: E731
+    prep = lambda x: prepare_batch(x, data, dev)  # noqa: E731
     stats = collect_layer_stats(
         model, data.test(), v_th=float(cfg.model.kwargs.get("v_th", 0.5)), prepare=prep
     )

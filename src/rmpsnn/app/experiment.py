@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..analysis import plot_accuracy_vs_timesteps
+from ..conversion import convert, evaluate_over_time, first_within
 from ..data import ImageArrays
 from ..errors import InputError
-from .convert import convert, evaluate_over_time, first_within
+from ..training.ann import evaluate_arrays, normalised
 
 __all__ = ["conversion_experiment"]
 
@@ -46,9 +48,6 @@ def conversion_experiment(
     apply to all); by default one variant per entry of ``resets``, labelled ``"<reset> reset"``.
     ``progress`` goes to :func:`convert` and :func:`evaluate_over_time`.
     """
-    from ..analysis import plot_accuracy_vs_timesteps
-    from ..training.ann import evaluate_arrays, normalised
-
     for name, value in (
         ("max_timesteps", max_timesteps),
         ("calib_images", calib_images),

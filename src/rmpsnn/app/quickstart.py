@@ -21,6 +21,15 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
+from ..data import shared_cifar10_zip
+from ..data.resolve import load_static
+from ..errors import DataError
+from ..training import train, train_ann
+from .experiment import conversion_experiment
+from .report import write_report
+
 __all__ = ["CONVERSION_VARIANTS", "run_quickstart"]
 
 # label -> convert() arguments.  The first two differ only in the reset: the RMP-SNN comparison,
@@ -34,9 +43,6 @@ CONVERSION_VARIANTS = {
 
 def _pick_data(spec: str) -> tuple[str, str]:
     """``(data spec for load_static, trainer dataset name)``."""
-    from .data import shared_cifar10_zip
-    from .data._io import DataError
-
     if spec == "auto":
         if shared_cifar10_zip() is not None:
             return "shared", "cifar10"
@@ -57,13 +63,6 @@ def _pick_data(spec: str) -> tuple[str, str]:
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    import torch
-
-    from .analysis.report import write_report
-    from .conversion.experiment import conversion_experiment
-    from .data.resolve import load_static
-    from .training import train, train_ann
-
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,144 @@
+"""Files that must not be lost: the atomic write every saved file goes through, and model
+checkpoints as safetensors (no pickle) with a JSON description.  A library service: training,
+export, the app layer and the data caches all write through here."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from .errors import CheckpointError, NonFiniteError
+from .models import create
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write",
+    "describe_nonfinite",
+    "load_model",
+    "nonfinite_tensors",
+    "resolve_checkpoint",
+    "save_model",
+]
+
+
+def atomic_write(path: str | os.PathLike, write, *, durable: bool = False) -> Path:
+    """Create ``path`` by calling ``write(tmp)`` on a temporary file beside it and renaming that
+    into place, so a killed process never leaves a half-written file behind.  ``durable``
+    fsyncs the data before the rename (checkpoints: the new file must survive a power loss too)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers of ``model`` holding NaN or inf."""
+    return [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+
+
+def describe_nonfinite(names: list[str]) -> str:
+    """``"2 weight tensor(s) became NaN or infinite (a, b)"`` (at most three names)."""
+    more = ", ..." if len(names) > 3 else ""
+    return f"{len(names)} weight tensor(s) became NaN or infinite ({', '.join(names[:3])}{more})"
+
+
+def save_model(
+    path: str | os.PathLike, model: nn.Module, *, model_name: str, model_kwargs: dict, **info
+) -> Path:
+    """Write ``model``'s weights and buffers to ``path`` (``.safetensors``) with metadata that
+    rebuilds it (``model_name``, ``model_kwargs``) and any JSON-serialisable ``info``.  The file
+    is written to a temporary name and renamed, so a crash never leaves half a checkpoint."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise NonFiniteError(
+            f"not saving {path}: {describe_nonfinite(bad)}; training diverged -- lower the learning rate"
+        )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model": model_name, "kwargs": json.dumps(model_kwargs), "info": json.dumps(info)}
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), durable=True)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` itself, or for a run directory of ``rmpsnn train`` its ``best.safetensors``
+    (``last.safetensors`` when no evaluation has finished yet)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.safetensors", "last.safetensors"):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path} holds no best.safetensors or last.safetensors")
+
+
+def load_model(
+    path: str | os.PathLike, *, model_name: str | None = None, device="cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved by :func:`save_model` (or the model inside a training checkpoint
+    of :class:`rmpsnn.training.Trainer`); returns ``(model, info)`` (info includes ``model`` and
+    ``kwargs``).  ``model_name`` overrides the stored name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated"
+        ) from e
+    if "tree" in meta:  # a training checkpoint (rmpsnn.training.state): the model's tensors
+        state = {k.removeprefix("model/"): v for k, v in state.items() if k.startswith("model/")}
+    name = model_name or meta.get("model")
+    if not name:
+        raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
+    kwargs, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
+    try:
+        model = create(name, **kwargs)
+    except ValueError as e:
+        raise CheckpointError(f"{path} does not match model {name!r}: {e}") from e
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensors of the wrong shape
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path} does not match model {name!r} {kwargs}: {first} (was it saved with other arguments?)"
+        ) from e
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match model {name!r} {kwargs}: missing {list(missing)[:5]}, unexpected "
+            f"{list(unexpected)[:5]}"
+        )
+    info.update(model=name, kwargs=kwargs)
+    return model.to(device), info
+
+
+def _metadata_json(path: Path, meta: dict, key: str) -> dict:
+    try:
+        value = json.loads(meta.get(key, "{}"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: the checkpoint's metadata {key!r} is not a JSON object")
+    return value
