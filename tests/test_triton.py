@@ -231,3 +231,12 @@ def test_compiled_graphs_keep_the_triton_kernels():
     got.sum().backward()
     assert torch.equal(got, ref)
     torch.testing.assert_close(lin.weight.grad, eager, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+def test_several_programs_and_a_single_step(T):
+    """N larger than one program's block (masked tail) and T = 1 (the backward's start offset 0)."""
+    x = torch.randn(T, 2, 3, 401) * 0.6 + 0.3  # N = 2406: 5 programs of 512, the last one partial
+    kw = dict(v_th=torch.rand(3) + 0.3, reset="soft", tau=0.5)
+    v0 = torch.rand(3, 1) * 0.3
+    _assert_all_close(_run(x, "triton", v_init=v0, **kw), _run(x, "torch", v_init=v0, **kw))

@@ -150,14 +150,14 @@ class SpikingNeuron(_Stateful):
     def set_threshold(self, v_th: float | torch.Tensor) -> None:
         """Replace the threshold (e.g. after threshold balancing)."""
         th = torch.as_tensor(v_th, dtype=self.v_th.dtype, device=self.v_th.device).clone()
-        check_threshold(th)
+        check_threshold(th.detach().cpu())  # here, once, wherever the layer lives
         self.v_th = th
 
     def _threshold(self):
         # a Python number on the eager path (cheapest for the kernels); the buffer itself when
         # compiled or exported, where float() of a tensor would break the graph
-        if self.v_th.ndim > 0 or is_tracing(self.v_th):
-            return self.v_th
+        if self.v_th.ndim > 0 or self.v_th.device.type != "cpu" or is_tracing(self.v_th):
+            return self.v_th  # float() of a GPU tensor would make the host wait, every layer
         return float(self.v_th)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

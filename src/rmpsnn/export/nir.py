@@ -35,15 +35,19 @@ the accumulated read-out an ``I`` node; the initial potential (e.g. θ/2) is in 
 
 from __future__ import annotations
 
+import operator
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
+from ..conversion import ConvertedSNN, IFNode
 from ..errors import InputError, NIRExportError
 from ..layers import TimeFolded, _TdBatchNorm, repeat_time
+from ..models.spiking import SpikingBasicBlock, SpikingNet
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
 
 __all__ = ["TARGET_DT", "NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
@@ -98,8 +102,6 @@ class _Builder:
 
     # ------------------------------------------------------------------ modules
     def emit(self, m: nn.Module, name: str, inp: list[str]) -> list[str]:
-        from ..models.spiking import SpikingBasicBlock, SpikingNet
-
         nir = self.nir
         if isinstance(m, SpikingNet):
             x = self.emit(m.stem_conv, f"{name}stem_conv", inp)
@@ -312,12 +314,6 @@ def _record_shapes(model: nn.Module, sample: torch.Tensor, static: bool) -> dict
 
 def _emit_converted(snn, sample: torch.Tensor, allow_lossy_reset: bool, dt: float) -> _Builder:
     """Walk the ``torch.fx`` graph of a converted SNN (:class:`rmpsnn.conversion.ConvertedSNN`)."""
-    import operator
-
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    from ..conversion.nodes import IFNode
-
     gm = snn.graph_module
     snn.reset_state()
     for m in snn.if_nodes:
@@ -416,8 +412,6 @@ def to_nir(
     LIF input gains folded into the layer before, no integrating read-out (see
     :func:`_make_portable`), so that the tool simulates the same network.  ``portable`` defaults
     to ``True`` for another tool's target, else ``False``."""
-    from ..conversion import ConvertedSNN
-
     nir = _nir()
     dt = _resolve_dt(dt, target)
     if portable is None:
@@ -452,8 +446,6 @@ def _is_static(model: nn.Module, sample: torch.Tensor) -> bool:
     """Whether ``sample`` is one static batch ``[B, ...]`` (repeated over time by the model)
     rather than a time-major ``[T, B, ...]``: rmpsnn's spiking models take images ``[B, C, H, W]``;
     a plain stack of layers takes time-major input."""
-    from ..models.spiking import SpikingNet
-
     return isinstance(model, SpikingNet) or sample.ndim == 4
 
 

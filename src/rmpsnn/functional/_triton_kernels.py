@@ -140,6 +140,7 @@ def lif_backward_kernel(
     gv0_ptr,
     N,
     T,
+    last,
     tau,
     qinv,
     sg_a,
@@ -158,7 +159,8 @@ def lif_backward_kernel(
     ``c[t] = dL/du[t]``:  dL/do[t] = gs[t] - reset_grad c[t] (hard ? u_pre[t] : th);
     dL/du_pre[t] = gu[t] + dL/do[t] φ'(u_pre[t] - th) + c[t] (hard ? 1 - o[t] : 1);
     dL/dx[t] = dL/du_pre[t];  c[t-1] = tau dL/du_pre[t];  dL/du[-1] = c[-1].
-    ``gx`` may alias ``upre`` (step t reads u_pre[t] before writing gx[t])."""
+    ``gx`` may alias ``upre`` (step t reads u_pre[t] before writing gx[t]).  ``last`` = (T-1)·N,
+    computed on the host so that it is 64-bit when it has to be."""
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -167,7 +169,6 @@ def lif_backward_kernel(
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
         carry = tl.full([BLOCK], 0.0, tl.float32)
-    last = (T - 1) * N
     gsp = gs_ptr + last + offs
     gup = gu_ptr + last + offs
     up = upre_ptr + last + offs

@@ -33,6 +33,7 @@ import math
 import os
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from .. import surrogate as _surrogate
@@ -82,6 +83,10 @@ def _as_param(value, sample_shape: torch.Size, name: str, ref: torch.Tensor) -> 
     channel; any other tensor must broadcast (right-aligned) to ``[B, ...]``.
     """
     if not torch.is_tensor(value):
+        if not value > 0 and name == "v_th":  # a number is checked here (no tensor to inspect later)
+            raise InputError(
+                f"v_th must be > 0 (a neuron with threshold <= 0 fires on every step); got {value:g}"
+            )
         t = torch.tensor(float(value), dtype=ref.dtype, device=ref.device)
         return _Param(t, t.reshape(1), 1)
     t = value.to(device=ref.device, dtype=ref.dtype)
@@ -127,7 +132,9 @@ def is_tracing(t: torch.Tensor | None = None) -> bool:
 def check_threshold(v_th: torch.Tensor) -> None:
     if v_th.numel() == 0:
         raise InputError("v_th is an empty tensor; give a number or one value per channel/neuron")
-    if is_tracing(v_th):  # a value check cannot run inside a compiled/exported graph; eager calls do
+    # a value check cannot run inside a compiled/exported graph, and on a GPU it would make the host
+    # wait for every layer: thresholds are checked when set (modules) and on CPU tensors
+    if is_tracing(v_th) or v_th.device.type != "cpu":
         return
     if not bool((v_th > 0).all()):
         raise InputError(
@@ -282,8 +289,6 @@ def _torch_backward(gs, gu, gl, upre, th, tau, hard, reset_grad, sg, out=None):
 
 # --------------------------------------------------------------------------- fused CPU path
 def _np32(v: float):
-    import numpy as np
-
     return np.float32(v)
 
 
@@ -445,6 +450,7 @@ def _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, co
             gv0,
             N,
             T,
+            (T - 1) * N,
             float(tau),
             compact_radius / _Q_MAX if compact else 1.0,
             float(a),

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 
 from ..checkpoint import CheckpointError, atomic_write
 
@@ -62,8 +64,6 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_state(path: str | os.PathLike, state: dict, metadata: dict[str, str] | None = None) -> Path:
     """Write ``state`` (nested dicts/lists/tuples of tensors and JSON values) atomically."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(state, "", tensors)
     meta = {**(metadata or {}), "tree": json.dumps(skeleton)}
@@ -72,9 +72,6 @@ def save_state(path: str | os.PathLike, state: dict, metadata: dict[str, str] | 
 
 def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict, dict[str, str]]:
     """Read a file written by :func:`save_state`; returns ``(state, metadata)``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
