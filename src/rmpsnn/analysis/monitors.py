@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..evaluation import top1
 from ..losses import QuantizationErrorMeter
 from ..neurons import MembraneRecorder, SpikingNeuron
 
@@ -115,12 +116,10 @@ def collect_layer_stats(
         return hook
 
     handles = [m.register_forward_hook(on_spikes(n)) for n, m in neurons.items()]
-    images = correct = 0
     try:
         with MembraneRecorder(model, detach=True, on_record=on_membrane):
-            for x, y in limited_batches(batches, prepare, device, max_images):
-                correct += int((model(x).argmax(-1).cpu() == y.cpu()).sum())
-                images += len(y)
+            res = top1(model, limited_batches(batches, prepare, device, max_images), prepare=lambda x: x)
+        images, correct = res["images"], res["correct"]
     finally:
         for h in handles:
             h.remove()

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from .._choices import BALANCE_METHODS
 from ..errors import InputError
+from ..evaluation import top1
 from ..models.qcfs import QCFS
 from .balancing import BalanceContext, get_balancer, positive_threshold
 from .calibrate import CALIBRATION_METHODS
@@ -401,16 +402,8 @@ def evaluate_over_time(
 @torch.no_grad()
 def evaluate_ann(ann: nn.Module, data, device: str | torch.device | None = None) -> dict:
     """Top-1 accuracy and images/s of the ANN on the same data."""
-    ann.eval()
-    dev = torch.device(device) if device is not None else next(ann.parameters()).device
-    correct = n = 0
-    t0 = time.perf_counter()
-    for x, y in _labelled(data):
-        x, y = x.to(dev), y.to(dev)
-        correct += int((ann(x).argmax(-1) == y).sum())
-        n += len(y)
-    secs = time.perf_counter() - t0
-    return {"accuracy": correct / max(n, 1), "images": n, "seconds": secs, "images_per_s": n / secs}
+    r = top1(ann, _labelled(data), device=device)
+    return {k: r[k] for k in ("accuracy", "images", "seconds", "images_per_s")}
 
 
 def first_within(result: dict, ann_accuracy: float, tolerance: float = 0.01) -> int | None:

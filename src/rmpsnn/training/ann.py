@@ -22,6 +22,7 @@ from ..data import transforms as T
 from ..data.images import require_classes
 from ..data.resolve import channel_stats, load_static
 from ..errors import InputError, NonFiniteError
+from ..evaluation import top1
 from ..models import create
 from ..models.registry import builder
 
@@ -39,12 +40,7 @@ def normalised(data: ImageArrays, mean, std, batch_size: int = 500, limit: int |
 
 @torch.no_grad()
 def evaluate_arrays(model, data: ImageArrays, mean, std, device="cpu", limit: int | None = None) -> float:
-    model.eval()
-    correct = n = 0
-    for x, y in normalised(data, mean, std, limit=limit):
-        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
-        n += len(y)
-    return correct / max(n, 1)
+    return top1(model, normalised(data, mean, std, limit=limit), device=device)["accuracy"]
 
 
 def _param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool = True) -> list[dict]:

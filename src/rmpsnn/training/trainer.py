@@ -45,6 +45,7 @@ from ..data import ArrayLoader, DatasetLoader, ImageArrays, collate_time_major
 from ..data import transforms as T
 from ..data.images import require_classes
 from ..errors import NonFiniteError
+from ..evaluation import top1
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..models.registry import builder
@@ -217,14 +218,11 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
     """Accuracy and quantisation error (overall and per spiking layer) of ``model`` over
     ``batches`` of ``(x, y)``; under DDP the counts are summed over processes."""
     dist = dist or Dist(device=torch.device(device))
-    model.eval()
     meter = QuantizationErrorMeter(v_th)
-    correct = n = 0
+    prepare = (lambda x: prepare_batch(x, data, device)) if data is not None else None
     with MembraneRecorder(model, detach=True, on_record=lambda name, u: meter.update({name: u})):
-        for x, y in batches:
-            x = prepare_batch(x, data, device) if data is not None else x.to(device)
-            correct += int((model(x).argmax(1) == y.to(device)).sum())
-            n += len(y)
+        r = top1(model, batches, device=device, prepare=prepare)
+    correct, n = r["correct"], r["images"]
     names = list(meter.count)  # network order (the order of the first forward; same on every rank)
     vec = torch.tensor(
         [correct, n]
