@@ -18,6 +18,7 @@ from .errors import InputError
 __all__ = [
     "DirectEncoder",
     "PoissonEncoder",
+    "TdBatchNorm",
     "TdBatchNorm1d",
     "TdBatchNorm2d",
     "TimeFolded",
@@ -67,7 +68,7 @@ class TimeFolded(nn.Sequential):
         return y.unflatten(0, (T, B))
 
 
-class _TdBatchNorm(nn.modules.batchnorm._BatchNorm):
+class TdBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Threshold-dependent batch normalisation (tdBN, Zheng et al. AAAI 2021; RMP-Loss eq. 6-7).
 
     Normalises each channel over time, batch (and space) jointly, to ``N(0, (α V_th)²)``, then
@@ -145,15 +146,15 @@ class _TdBatchNorm(nn.modules.batchnorm._BatchNorm):
         return f"{super().extra_repr()}, alpha={self.alpha:.4g}, v_th={self.v_th:g}"
 
 
-class TdBatchNorm2d(_TdBatchNorm):
-    __doc__ = _TdBatchNorm.__doc__ + "\n    Input ``[T, B, C, H, W]`` (or folded ``[T*B, C, H, W]``)."
+class TdBatchNorm2d(TdBatchNorm):
+    __doc__ = TdBatchNorm.__doc__ + "\n    Input ``[T, B, C, H, W]`` (or folded ``[T*B, C, H, W]``)."
     _time_major_rank = (5,)
     _folded_rank = (4,)
     _expected = "[T, B, C, H, W] (or folded [T*B, C, H, W])"
 
 
-class TdBatchNorm1d(_TdBatchNorm):
-    __doc__ = _TdBatchNorm.__doc__ + (
+class TdBatchNorm1d(TdBatchNorm):
+    __doc__ = TdBatchNorm.__doc__ + (
         "\n    Input ``[T, B, C]`` / ``[T, B, C, L]`` (or folded ``[T*B, C]`` / ``[T*B, C, L]``);"
         "\n    a rank-3 input is read as time-major ``[T, B, C]`` when its last dimension is C."
     )

@@ -46,7 +46,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..conversion import ConvertedSNN, IFNode
 from ..errors import InputError, NIRExportError
-from ..layers import TimeFolded, _TdBatchNorm, repeat_time
+from ..layers import TdBatchNorm, TimeFolded, repeat_time
 from ..models.spiking import SpikingBasicBlock, SpikingNet
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
 
@@ -143,14 +143,14 @@ class _Builder:
             out = self.add(key, node, inp)
             self.pending_conv = key
             return [out]
-        if isinstance(m, (_TdBatchNorm, nn.BatchNorm2d)):
+        if isinstance(m, (TdBatchNorm, nn.BatchNorm2d)):
             if self.pending_conv is None or inp != [self.pending_conv]:
                 raise NIRExportError(
                     f"{key}: a batch norm can only be exported folded into the conv before it"
                 )
             if m.training or m.running_mean is None:
                 raise NIRExportError(f"{key}: call model.eval() first (BN folds with its running statistics)")
-            gain = (m.alpha * m.v_th) if isinstance(m, _TdBatchNorm) else 1.0
+            gain = (m.alpha * m.v_th) if isinstance(m, TdBatchNorm) else 1.0
             w = (m.weight if m.weight is not None else torch.ones(m.num_features)) * gain
             b = m.bias if m.bias is not None else torch.zeros(m.num_features)
             s = w / torch.sqrt(m.running_var + m.eps)

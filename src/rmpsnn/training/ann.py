@@ -26,7 +26,7 @@ from ..evaluation import top1
 from ..models import create
 from ..models.registry import builder
 
-__all__ = ["evaluate_arrays", "normalised", "train_ann"]
+__all__ = ["evaluate_arrays", "normalised", "param_groups", "train_ann", "warmup_cosine"]
 
 
 def normalised(data: ImageArrays, mean, std, batch_size: int = 500, limit: int | None = None):
@@ -43,7 +43,7 @@ def evaluate_arrays(model, data: ImageArrays, mean, std, device="cpu", limit: in
     return top1(model, normalised(data, mean, std, limit=limit), device=device)["accuracy"]
 
 
-def _param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool = True) -> list[dict]:
+def param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool = True) -> list[dict]:
     """No weight decay on biases/BN; with ``scale_wide_linear``, a Linear layer with fan-in
     ``f > 512`` learns at ``lr * 512 / f``: one SGD step moves its outputs by about
     ``lr * |features|^2``, which for a flattened 256x8x8 feature map is hundreds of times more
@@ -78,9 +78,9 @@ def _prepare_data(data, train_limit, test_limit, seed, batch_size, device):
 
 
 def _sgd_warmup_cosine(model, lr: float, weight_decay: float, steps_per_epoch: int, epochs: int):
-    """SGD (Nesterov 0.9) over :func:`_param_groups`; per-step schedule: linear warm-up over the
+    """SGD (Nesterov 0.9) over :func:`param_groups`; per-step schedule: linear warm-up over the
     first epoch (at most 10 % of all steps), then cosine decay to 0."""
-    opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
     total = epochs * steps_per_epoch
     warm = max(1, min(steps_per_epoch, total // 10))  # the wide final layer diverges without warm-up
     return opt, warmup_cosine(opt, warm, total)

@@ -50,7 +50,7 @@ from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..models.registry import builder
 from ..neurons import MembraneRecorder
-from .ann import _param_groups, warmup_cosine
+from .ann import param_groups, warmup_cosine
 from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
 from .distributed import Dist, init_distributed
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
@@ -271,7 +271,7 @@ class Trainer:
                 f"({self.data.info['train_images']} images); lower it"
             )
         o = cfg.optim
-        groups = _param_groups(self.model, o.lr, o.weight_decay, scale_wide_linear=o.scale_wide_linear)
+        groups = param_groups(self.model, o.lr, o.weight_decay, scale_wide_linear=o.scale_wide_linear)
         if o.name == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
         else:
