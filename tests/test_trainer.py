@@ -245,7 +245,17 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "optim.epochs=2",
         f"run.out={out}",
     ]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    # a session of its own, so that a hang is ended with every worker (no orphans left behind)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the two-process run did not finish in 300 s; its stderr ends with:\n{stderr[-3000:]}")
+    r = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["ranks_in_sync"] is True

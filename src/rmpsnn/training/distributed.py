@@ -8,6 +8,7 @@ other through the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_R
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +48,12 @@ class Dist:
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
+            # The gloo worker threads release the last collective's tensors after it completes, and
+            # that needs the GIL.  Tearing the group down joins those threads; doing it while they
+            # wait for the GIL this thread holds deadlocks (seen once in ~20 two-process runs:
+            # ~ProcessGroupGloo joining a thread stuck in ~AsyncAllreduceWork).  Sleeping releases
+            # the GIL so they finish first.
+            time.sleep(0.1)
             dist.destroy_process_group()
 
 
