@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rmpsnn.data import shared_cifar10
 from rmpsnn.data import transforms as T
 from rmpsnn.data.resolve import channel_stats
-from rmpsnn.training.ann import _param_groups
+from rmpsnn.training.ann import param_groups
 
 # Figures of the papers, as quoted in issue 16 (RMP-SNN: Han et al. CVPR 2020, re-measured at
 # T = 32/64 by QCFS, Bu et al. ICLR 2022; RMP-Loss: Guo et al. ICCV 2023).
@@ -127,7 +127,7 @@ def train_ann(model, data, mean, std, args, log: Log, *, batch: int = 512, lr: f
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
     x_all, y_all = data["train"]
-    groups = _param_groups(model, lr, wd, scale_wide_linear=False)  # no weight decay on BN/biases
+    groups = param_groups(model, lr, wd, scale_wide_linear=False)  # no weight decay on BN/biases
     for g in groups:
         g["initial_lr"] = g["lr"]
     opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
