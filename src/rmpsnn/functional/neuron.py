@@ -468,6 +468,20 @@ def _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, co
     return gx, gv0
 
 
+def _kernel_forward(impl, x2, v0, th, tau, hard, need_upre, compact_radius):
+    """The fused forward of ``impl``: ``"cpu"`` (numba) or ``"triton"``."""
+    run = _cpu_forward if impl == "cpu" else _triton_forward
+    return run(x2, v0, th, tau, hard, need_upre, compact_radius)
+
+
+def _kernel_backward(impl, gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, compact_radius, out=None):
+    """The fused backward of ``impl``; ``out`` may be ``saved`` (see the kernels)."""
+    args = (gs, gu, gl, saved, th, tau, hard, reset_grad, sg)
+    if impl == "cpu":
+        return _cpu_backward(*args, compact_radius=compact_radius, out=out)
+    return _triton_backward(*args, dtype, compact_radius=compact_radius, out=out)
+
+
 # --------------------------------------------------------------------------- custom ops
 # The fused kernels as opaque torch ops, so that torch.compile keeps them in its graph (dynamo cannot
 # trace into numba or a Triton launch) and knows their output shapes from the fake implementations.
@@ -492,9 +506,8 @@ def _lif_forward_op(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     th = _Param(th_flat, th_flat, th_stride)
     v0 = _Param(v0_flat, v0_flat, v0_stride) if v0_flat is not None else None
-    run = _cpu_forward if impl == "cpu" else _triton_forward
     radius = compact_radius if compact_radius > 0 else None
-    spikes, upre, codes, ulast = run(x2, v0, th, tau, hard, need_upre, radius)
+    spikes, upre, codes, ulast = _kernel_forward(impl, x2, v0, th, tau, hard, need_upre, radius)
     upre = upre if upre is not None else x2.new_empty(0)
     codes = codes if codes is not None else x2.new_empty(0, dtype=torch.uint16)
     return spikes, upre, codes, ulast
@@ -530,9 +543,7 @@ def _lif_backward_op(
     th = _Param(th_flat, th_flat, th_stride)
     sg = _KernelSurrogate(sg_kind, (sg_a, sg_b))
     radius = compact_radius if compact_radius > 0 else None
-    if impl == "cpu":
-        return _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, radius)
-    return _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, radius)
+    return _kernel_backward(impl, gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, radius)
 
 
 @_lif_backward_op.register_fake
@@ -562,8 +573,7 @@ def _fused_forward(impl, x, v0, th, tau, hard, need_upre, compact_radius=None):
         upre = upre if need_upre else None
         codes = codes if compact_radius is not None and not need_upre else None
     else:
-        run = _cpu_forward if impl == "cpu" else _triton_forward
-        spikes, upre, codes, ulast = run(x2, v0, th, tau, hard, need_upre, compact_radius)
+        spikes, upre, codes, ulast = _kernel_forward(impl, x2, v0, th, tau, hard, need_upre, compact_radius)
     upre = upre.reshape(x.shape) if upre is not None else None
     return spikes.reshape(x.shape), upre, codes, ulast.reshape(x.shape[1:])
 
@@ -577,10 +587,7 @@ def _fused_backward(impl, gs, gu, gl, s2, th, tau, hard, reset_grad, sg, dtype, 
         gl = gl.reshape(N) if gl is not None else None
         neuron = (th.flat, th.stride, tau, hard, reset_grad)
         return _lif_backward_op(*g, gl, s2, *neuron, sg.kernel_id, a, b, radius or 0.0, dtype, impl)
-    args = (gs, gu, gl, s2, th, tau, hard, reset_grad, sg)
-    if impl == "cpu":
-        return _cpu_backward(*args, compact_radius=radius, out=out)
-    return _triton_backward(*args, dtype, compact_radius=radius, out=out)
+    return _kernel_backward(impl, gs, gu, gl, s2, th, tau, hard, reset_grad, sg, dtype, radius, out)
 
 
 # --------------------------------------------------------------------------- autograd
