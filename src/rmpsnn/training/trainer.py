@@ -39,11 +39,24 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
-from ..data import ArrayLoader, DatasetLoader, ImageArrays, collate_time_major
+from ..data import (
+    CIFAR10DVS,
+    ArrayLoader,
+    DatasetLoader,
+    EmulatedEvents,
+    ImageArrays,
+    collate_time_major,
+    imagenet,
+    load_cifar10,
+    load_cifar100,
+)
 from ..data import transforms as T
 from ..data.images import require_classes
+from ..data.resolve import channel_stats, load_static, synthetic_images
 from ..errors import NonFiniteError
 from ..evaluation import top1
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
@@ -98,9 +111,6 @@ class _Data:
 
 
 def _static_arrays(cfg: TrainConfig, split: str) -> ImageArrays:
-    from ..data import load_cifar10, load_cifar100
-    from ..data.resolve import load_static, synthetic_images
-
     d = cfg.data
     if d.dataset == "synthetic":
         n = (d.train_limit or 512) if split == "train" else (d.test_limit or 128)
@@ -124,8 +134,6 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
     bs //= dist.world_size
     shard = {"rank": dist.rank, "world_size": dist.world_size}
     if d.dataset in ("cifar10", "cifar100", "images", "digits", "synthetic"):
-        from ..data.resolve import channel_stats
-
         train = _static_arrays(cfg, "train")
         test = _static_arrays(cfg, "test")
         if d.dataset != "synthetic":
@@ -162,8 +170,6 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
         info = {"train_images": len(train), "test_images": len(test)}
         return _Data(loader, test_batches, train.num_classes, train.images.shape[1], size, (mean, std), info)
     if d.dataset in ("cifar10-dvs", "emulated-dvs"):
-        from ..data import CIFAR10DVS, EmulatedEvents
-
         steps = cfg.model.timesteps
         if d.dataset == "cifar10-dvs":
             train = CIFAR10DVS(d.root, "train", T=steps, size=d.event_size, seed=seed, download=d.download)
@@ -178,8 +184,6 @@ def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
             classes = base_train.num_classes
         return _dataset_data(cfg, train, test, classes, 2, d.event_size, None, bs, shard)
     if d.dataset == "imagenet":
-        from ..data import imagenet
-
         train = imagenet(d.root, "train", T.ImageNetTrain(224, autoaugment=d.augment == "autoaugment"), seed)
         test = imagenet(d.root, "val", T.ImageNetEval(224))
         norm = (list(T.IMAGENET_MEAN), list(T.IMAGENET_STD))
@@ -328,8 +332,6 @@ class Trainer:
         show = self.dist.is_main and (mode == "on" or (mode == "auto" and sys.stderr.isatty()))
         if not show:
             return None
-        from tqdm import tqdm
-
         return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
     def _tensorboard(self):
@@ -472,8 +474,6 @@ class Trainer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("metrics.jsonl", "metrics.csv", "log.txt", "summary.json", "best.safetensors"):
                     (self.run_dir / name).unlink(missing_ok=True)
-                import yaml
-
                 (self.run_dir / "config.yaml").write_text(
                     yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
                 )
