@@ -25,14 +25,16 @@ import torch
 
 from .errors import InputError
 from .functional.kernels import (
+    TRITON_DTYPES,
     cpu_kernels,
+    device_kernel,
     numba_available,
     run_kernel,
     triton_available,
     triton_kernels,
     triton_runs_on,
 )
-from .functional.neuron import TRITON_DTYPES, is_tracing
+from .functional.neuron import is_tracing
 
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
@@ -68,11 +70,7 @@ def _rmp_impl(u: torch.Tensor, backend: str) -> str:
     if backend == "torch" or is_tracing(u):
         return "torch"
     if backend == "auto":
-        if u.device.type == "cpu":
-            return "cpu" if u.dtype == torch.float32 and numba_available() else "torch"
-        if u.device.type == "cuda":
-            return "triton" if u.dtype in TRITON_DTYPES and triton_available() else "torch"
-        return "torch"
+        return device_kernel(u)
     if backend == "cpu":
         if u.device.type != "cpu" or u.dtype != torch.float32 or not numba_available():
             raise InputError(

@@ -36,7 +36,6 @@ QCFS networks their trained thresholds and θ/2, without calibration).  RMP-SNN 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import warnings
@@ -258,19 +257,20 @@ def convert(
         m.v_init = v_init
         m.per_channel = per_channel
 
-    ctx = BalanceContext(
-        batches,
-        per_channel=per_channel,
-        scale=scale,
-        percentile=percentile,
-        seed=seed,
-        balance_timesteps=balance_timesteps,
-        calibration_timesteps=calibration_timesteps,
-    )
     with _Progress(
         progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
     ) as report:
-        thresholds = balancer.fn(snn, dataclasses.replace(ctx, progress=report))
+        ctx = BalanceContext(
+            batches,
+            per_channel=per_channel,
+            scale=scale,
+            percentile=percentile,
+            seed=seed,
+            balance_timesteps=balance_timesteps,
+            calibration_timesteps=calibration_timesteps,
+            progress=report,
+        )
+        thresholds = balancer.fn(snn, ctx)
     if len(thresholds) != len(nodes):
         raise ConversionError(
             f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"

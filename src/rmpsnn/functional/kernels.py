@@ -13,7 +13,9 @@ import torch
 from ..errors import InputError
 
 __all__ = [
+    "TRITON_DTYPES",
     "cpu_kernels",
+    "device_kernel",
     "numba_available",
     "run_kernel",
     "triton_available",
@@ -21,6 +23,8 @@ __all__ = [
     "triton_kernels",
     "triton_runs_on",
 ]
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the Triton kernels take
 
 _lock = threading.Lock()  # numba's workqueue threading layer must not be entered concurrently
 _kernels = None
@@ -111,3 +115,14 @@ def triton_runs_on(t: torch.Tensor) -> bool:
     """Whether the Triton kernels can run on ``t``: a CUDA tensor, or a CPU tensor under the
     interpreter."""
     return t.device.type == "cuda" or (t.device.type == "cpu" and triton_interpreting())
+
+
+def device_kernel(t: torch.Tensor) -> str:
+    """The fused kernel for a tensor like ``t`` when one applies (the rule of ``backend="auto"``):
+    ``"cpu"`` (numba) for float32 CPU tensors, ``"triton"`` for float32/float16/bfloat16 CUDA
+    tensors when triton is installed; otherwise ``"torch"``."""
+    if t.device.type == "cpu":
+        return "cpu" if t.dtype == torch.float32 and numba_available() else "torch"
+    if t.device.type == "cuda":
+        return "triton" if t.dtype in TRITON_DTYPES and triton_available() else "torch"
+    return "torch"

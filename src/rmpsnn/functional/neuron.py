@@ -39,8 +39,9 @@ import torch
 from .. import surrogate as _surrogate
 from ..errors import InputError, NonFiniteError
 from .kernels import (
+    TRITON_DTYPES,
     cpu_kernels,
-    numba_available,
+    device_kernel,
     run_kernel,
     triton_available,
     triton_kernels,
@@ -59,7 +60,6 @@ __all__ = [
 
 RESETS = ("hard", "soft")
 BACKENDS = ("auto", "cpu", "torch", "triton")
-TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 STORAGES = ("auto", "float32", "compact")
 
 
@@ -671,12 +671,9 @@ def _select_backend(backend: str, x: torch.Tensor, sg: _surrogate.Surrogate) -> 
         return "torch"
     # torch.export: the loop, so that an exported graph holds only aten ops and runs anywhere
     # (torch.compile keeps the fused kernels, as custom ops)
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or sg.kernel_id is None:
         return "torch"
-    if x.device.type == "cuda":
-        triton_fits = x.dtype in TRITON_DTYPES and sg.kernel_id is not None
-        return "triton" if triton_fits and triton_available() else "torch"
-    return "cpu" if cpu_fits and numba_available() else "torch"
+    return device_kernel(x)
 
 
 def selected_backend(
