@@ -119,7 +119,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, cache, capsys):
     out = tmp_path / "ann.safetensors"
     rc, err = cli(
         capsys, "train-ann", "--data", folder, "--lr", "1e6", "--epochs", "2", "--batch-size", "4",
-        "--width", 4, 8, 8, "--out", out,
+        "--width", 4, 8, 8, "--out", out, f"run.out={tmp_path / 'run'}",
     )  # fmt: skip
     assert_one_line(rc, err)
     assert "NaN" in err[0] or "infinite" in err[0] or "inf" in err[0]

@@ -37,11 +37,17 @@ def test_train_ann_then_convert_from_the_cli(tiny_folder, tmp_path, monkeypatch,
             "8",
             "--out",
             str(ckpt),
+            f"run.out={tmp_path / 'ann-run'}",
         ]
     )
     assert rc == 0 and ckpt.exists()
     _, info = load_model(ckpt)
     assert info["model"] == "ann_cpu_net" and info["kwargs"]["width"] == [4, 8, 8] and len(info["mean"]) == 3
+    # the one trainer ran it: a run directory with per-epoch metrics and the input shape for export
+    metrics = [json.loads(line) for line in (tmp_path / "ann-run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics[-1]["quantization_error"] is None
+    assert info["config"]["optim"]["epochs"] == 3 and info["config"]["rmp"]["enabled"] is False
+    assert load_model(tmp_path / "ann-run" / "best.safetensors")[1]["data"]["input_shape"] == [3, 32, 32]
     out = tmp_path / "conv.json"
     rc = main(
         [
@@ -86,7 +92,8 @@ def test_cli_reports_user_errors_without_traceback(tmp_path, capsys):
 def test_nan_loss_stops_with_a_clear_message(tiny_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
     with pytest.raises(
-        FloatingPointError, match=r"loss became .* at epoch 0, step \d+; lower the learning rate"
+        FloatingPointError,
+        match=r"loss became .* at epoch 1, step \d+ \(global step \d+\)\. Start a new run with a lower",
     ):
         train_ann(
             "ann_cpu_net",

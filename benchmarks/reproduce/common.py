@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from rmpsnn.data import shared_cifar10
 from rmpsnn.data import transforms as T
 from rmpsnn.data.resolve import channel_stats
-from rmpsnn.training.ann import param_groups
+from rmpsnn.training.optim import param_groups
 
 # Figures of the papers, as quoted in issue 16 (RMP-SNN: Han et al. CVPR 2020, re-measured at
 # T = 32/64 by QCFS, Bu et al. ICLR 2022; RMP-Loss: Guo et al. ICCV 2023).

@@ -9,9 +9,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .errors import CheckpointError, NonFiniteError
@@ -23,6 +24,7 @@ __all__ = [
     "describe_nonfinite",
     "load_model",
     "nonfinite_tensors",
+    "read_safetensors",
     "resolve_checkpoint",
     "save_model",
 ]
@@ -98,16 +100,7 @@ def load_model(
     of :class:`rmpsnn.training.Trainer`); returns ``(model, info)`` (info includes ``model`` and
     ``kwargs``).  ``model_name`` overrides the stored name."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{path}: not a readable safetensors checkpoint ({e}); it may be truncated"
-        ) from e
+    state, meta = read_safetensors(path, device, what="safetensors checkpoint")
     if "tree" in meta:  # a training checkpoint (rmpsnn.training.state): the model's tensors
         state = {k.removeprefix("model/"): v for k, v in state.items() if k.startswith("model/")}
     name = model_name or meta.get("model")
@@ -132,6 +125,28 @@ def load_model(
         )
     info.update(model=name, kwargs=kwargs)
     return model.to(device), info
+
+
+def read_safetensors(
+    path: str | os.PathLike, device="cpu", *, what: str = "safetensors file"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, read in one go: a checkpoint that a running
+    training replaces meanwhile (atomically) is read whole, old or new, never half of each."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        data = path.read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        meta = dict(json.loads(data[8 : 8 + n]).get("__metadata__") or {})
+        tensors = safetensors.torch.load(data)
+    except (SafetensorError, OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable {what} ({type(e).__name__}: {e}); it may be truncated"
+        ) from e
+    if str(device) != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    return tensors, meta
 
 
 def _metadata_json(path: Path, meta: dict, key: str) -> dict:

@@ -157,34 +157,50 @@ def _demo_cost(args: argparse.Namespace, dev) -> None:
     print("   benchmarks/step_speed.py measures this properly, with memory and other SNN libraries.")
 
 
-def _train_ann(args: argparse.Namespace) -> int:
-    from .training import train_ann
+# train-ann's shorthand options: each is one dotted override of the ANN config
+_ANN_FLAGS = {
+    "model": "model.name",
+    "epochs": "optim.epochs",
+    "batch_size": "optim.batch_size",
+    "lr": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "activation": "model.kwargs.activation",
+    "qcfs_levels": "model.kwargs.qcfs_levels",
+    "width": "model.kwargs.width",
+    "train_limit": "data.train_limit",
+    "test_limit": "data.test_limit",
+    "time_budget": "run.time_budget_min",
+    "seed": "run.seed",
+    "device": "run.device",
+}
 
-    kwargs = {}
-    if args.width:
-        kwargs["width"] = tuple(args.width)
+
+def _ann_overrides(args: argparse.Namespace) -> dict:
+    overrides = _flag_overrides(args, _ANN_FLAGS)
     if args.no_bn:
-        kwargs["bn"] = False
+        overrides["model.kwargs.bn"] = False
     if args.bias:
-        kwargs["bias"] = True
-    _, info = train_ann(
-        args.model,
-        data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        activation=args.activation,
-        qcfs_levels=args.qcfs_levels,
-        model_kwargs=kwargs,
-        train_limit=args.train_limit,
-        test_limit=args.test_limit,
-        seed=args.seed,
-        device=args.device,
-        out=args.out,
-        time_budget_s=args.time_budget * 60 if args.time_budget else None,
-    )
-    print(f"test accuracy {info['test_accuracy']:.4f}; checkpoint {args.out}")
+        overrides["model.kwargs.bias"] = True
+    return overrides
+
+
+def _train_ann(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .training.ann import ann_config, fit_ann, save_ann
+    from .training.trainer import resume_config
+
+    if args.resume is not None:
+        if args.config is not None:
+            raise InputError("give either --config or --resume, not both (a resumed run keeps its config)")
+        run_dir = Path(args.resume)
+        cfg = resume_config(run_dir, args.overrides)
+    else:
+        cfg = ann_config(args.config, _ann_overrides(args))
+        run_dir = cfg.run_dir()
+    model, info = fit_ann(cfg, run_dir, resume=args.resume is not None)
+    save_ann(args.out, model, cfg, info)
+    print(f"test accuracy {info['test_accuracy']:.4f}; checkpoint {args.out}; run directory {run_dir}")
     return 0
 
 
@@ -192,56 +208,53 @@ def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from .app.experiment import conversion_experiment
-    from .data.resolve import load_static
-    from .models import list_models
-    from .training import load_model
+# convert's shorthand options: each is one dotted override of the convert config
+_CONVERT_FLAGS = {
+    "ann": "ann.checkpoint",
+    "model": "ann.model",
+    "reset": "conversion.reset",
+    "balance": "conversion.balance",
+    "calibrate": "conversion.calibrate",
+    "calibration_timesteps": "conversion.calibration_timesteps",
+    "percentile": "conversion.percentile",
+    "scale": "conversion.scale",
+    "per_channel": "conversion.per_channel",
+    "encoding": "conversion.encoding",
+    "v_init": "conversion.v_init",
+    "balance_timesteps": "conversion.balance_timesteps",
+    "calib": "conversion.calib_images",
+    "timesteps": "eval.timesteps",
+    "test_images": "data.test_limit",
+    "batch_size": "eval.batch_size",
+    "seed": "run.seed",
+    "device": "run.device",
+    "out": "run.out",
+}
 
-    model, info = load_model(args.ann, model_name=args.model, device=args.device)
-    if info["model"] not in list_models("ann"):
-        raise InputError(
-            f"{args.ann} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
-            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
-            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {args.ann}`"
-        )
-    mean, std = info.get("mean"), info.get("std")
-    if mean is None:
-        raise InputError(
-            f"{args.ann} stores no input statistics (mean/std); train it with `rmpsnn train-ann`"
-        )
-    train = load_static(args.data, "train")
-    test = load_static(args.data, "test")
-    if args.test_images:
-        test = test.balanced(args.test_images, seed=args.seed)
-    v_init = {"none": None, "auto": "auto", "half": "half"}.get(args.v_init)
-    if v_init is None and args.v_init not in ("none",):
-        v_init = float(args.v_init)
-    res = conversion_experiment(
-        model,
-        model_name=info["model"],
-        mean=mean,
-        std=std,
-        train=train,
-        test=test,
-        out=args.out,
-        resets=["soft", "hard"] if args.reset == "both" else [args.reset],
-        calibrate=args.calibrate,
-        calibration_timesteps=args.calibration_timesteps,
-        progress=None if sys.stderr.isatty() else _stderr_line,  # a bar on a terminal, else lines
-        max_timesteps=args.timesteps,
-        calib_images=args.calib,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        balance=args.balance,
-        percentile=args.percentile,
-        scale=args.scale,
-        per_channel=args.per_channel,
-        encoding=args.encoding,
-        v_init=v_init,
-        balance_timesteps=args.balance_timesteps,
-    )
+
+def _flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict:
+    """``key=value`` overrides, then the shorthand options the user gave (``--data`` is a spec
+    that sets ``data.dataset`` and ``data.root``)."""
+    from .data import DataConfig
+    from .training.config import parse_override
+
+    overrides = dict(map(parse_override, args.overrides))
+    if args.data is not None:
+        spec = DataConfig.from_spec(args.data)
+        overrides.update({"data.dataset": spec.dataset, "data.root": spec.root})
+    for flag, key in flags.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = list(value) if isinstance(value, list) else value
+    return overrides
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .app.experiment import load_convert_config, run_conversion
+
+    cfg = load_convert_config(args.config, _flag_overrides(args, _CONVERT_FLAGS))
+    # a bar on a terminal, else a line per layer / step
+    res = run_conversion(cfg, progress=None if sys.stderr.isatty() else _stderr_line)
     print(f"wrote {', '.join(res['files'])}")
     return 0
 
@@ -284,10 +297,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     ev = evaluate_model(
         model, data.test(), v_th=float(cfg.model.kwargs.get("v_th", 0.5)), device=device, data=data
     )
-    result = {"checkpoint": str(path), "model": info["model"], "timesteps": model.timesteps, **ev}
+    steps = getattr(model, "timesteps", None)
+    result = {"checkpoint": str(path), "model": info["model"], "timesteps": steps, **ev}
+    q = ev["quantization_error"]
     print(
-        f"{info['model']} T={model.timesteps}: test accuracy {ev['accuracy']:.4f} on {ev['images']} images, "
-        f"quantization error {ev['quantization_error']:.4f} (mean Dis^2 {ev['quantization_mse']:.4f})"
+        f"{info['model']}{f' T={steps}' if steps else ''}: test accuracy {ev['accuracy']:.4f} "
+        f"on {ev['images']} images"
+        + (f", quantization error {q:.4f} (mean Dis^2 {ev['quantization_mse']:.4f})" if q is not None else "")
     )
     for name, q in ev["per_layer"].items():
         print(f"  {name:<24} |Dis| {q['mean_abs']:.4f}")
@@ -306,10 +322,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import inspect
     from pathlib import Path
 
     import torch
 
+    from .models.registry import builder
     from .training import load_model, resolve_checkpoint
 
     model, info = load_model(resolve_checkpoint(args.checkpoint))
@@ -324,18 +342,25 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     from .export import to_nir
 
-    cfg = info.get("config", {}).get("data", {})
+    data = info.get("data") or {}
+    # the input: as given, as recorded by the data the model was trained on, or as the model's
+    # own arguments fix it (builders with an image_size); never guessed
+    declared = {k: p.default for k, p in inspect.signature(builder(info["model"])).parameters.items()} | info[
+        "kwargs"
+    ]
     if args.input_shape:
         shape = tuple(args.input_shape)
+    elif "input_shape" in data:
+        shape = tuple(data["input_shape"])
+    elif isinstance(declared.get("image_size"), int) and isinstance(declared.get("in_channels"), int):
+        shape = (declared["in_channels"], declared["image_size"], declared["image_size"])
     else:
-        size = info["kwargs"].get("image_size") or {"imagenet": 224}.get(cfg.get("dataset"), 32)
-        events = cfg.get("dataset") in ("cifar10-dvs", "emulated-dvs")
-        size = cfg.get("event_size", 48) if events else size
-        shape = (info["kwargs"].get("in_channels", 3), size, size)
-    if len(shape) != 3:
-        raise InputError(f"--input-shape takes C H W, got {shape}")
+        raise InputError(
+            f"{args.checkpoint} records no input shape and {info['model']} takes any image size; give it: "
+            f"--input-shape C H W"
+        )
     sample = torch.zeros(1, *shape)
-    if shape[0] == 2:  # event frames [T, B, 2, H, W]
+    if data.get("time_major", shape[0] == 2):  # event frames [T, B, 2, H, W]
         sample = torch.zeros(getattr(model, "timesteps", 1), 1, *shape)
     out = Path(args.out)
     out = out if out.suffix == ".nir" else out / "model.nir"
@@ -443,45 +468,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ._choices import ANN_MODELS, BALANCE_METHODS, CALIBRATION_METHODS
 
-    t = sub.add_parser("train-ann", help="train a conversion-friendly ANN (ReLU or QCFS) and save it")
-    t.add_argument("--model", default="ann_cpu_net", choices=ANN_MODELS, help="ANN architecture")
+    t = sub.add_parser(
+        "train-ann",
+        help="train a conversion-friendly ANN (ReLU or QCFS) and save it",
+        description="Train an ANN with the trainer of `rmpsnn train`: the recipe of "
+        "rmpsnn.training.ANN_DEFAULTS, then --config, then section.key=value overrides, then the "
+        "shorthand options below (each one override). The run directory (run.out) holds metrics and "
+        "checkpoints (resumable with --resume); --out is the final model for `rmpsnn convert`. "
+        "E.g. `rmpsnn train-ann --config configs/ann_cpu.yaml optim.epochs=5`.",
+    )
+    t.add_argument("--config", help="YAML configuration (see configs/ann_*.yaml)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument("overrides", nargs="*", metavar="section.key=value", help="configuration overrides")
+    t.add_argument("--model", choices=ANN_MODELS, help="ANN architecture (model.name; default ann_cpu_net)")
     t.add_argument(
         "--data",
-        default="shared",
-        help="'shared' (../shared/data CIFAR-10), a CIFAR root or image folder/zip",
+        help="data spec: 'shared' (../shared/data CIFAR-10), 'digits', a CIFAR root or an image folder/zip "
+        "(sets data.dataset and data.root)",
     )
-    t.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
-    t.add_argument("--batch-size", type=_positive_int, default=128, help="images per SGD step")
-    t.add_argument(
-        "--lr", type=_finite(0), default=0.05, help="peak learning rate (warm-up, then cosine decay)"
-    )
-    t.add_argument(
-        "--weight-decay", type=_finite(0, inclusive=True), default=5e-4, help="L2 weight decay (not on BN)"
-    )
+    t.add_argument("--epochs", type=_positive_int, help="training epochs (optim.epochs; default 10)")
+    t.add_argument("--batch-size", type=_positive_int, help="images per SGD step (optim.batch_size; 128)")
+    t.add_argument("--lr", type=_finite(0), help="peak learning rate, warm-up then cosine (optim.lr; 0.05)")
+    t.add_argument("--weight-decay", type=_finite(0, inclusive=True), help="optim.weight_decay (5e-4)")
     t.add_argument(
         "--activation",
         choices=["relu", "qcfs"],
-        default="relu",
         help="relu, or qcfs (quantisation-clip-floor-shift, Bu et al. 2022; converts at fewer steps)",
     )
-    t.add_argument("--qcfs-levels", type=_positive_int, default=8, help="quantisation levels L of QCFS")
+    t.add_argument("--qcfs-levels", type=_positive_int, help="quantisation levels L of QCFS (default 8)")
     t.add_argument(
         "--width", type=_positive_int, nargs=3, help="channels of ann_cpu_net's three convolutions"
     )
     t.add_argument("--no-bn", action="store_true", help="no BatchNorm (use dropout-free plain convs)")
     t.add_argument("--bias", action="store_true", help="biases on convolutions followed by BN")
     t.add_argument(
-        "--train-limit", type=_positive_int, help="train on a class-balanced subset of this many images"
+        "--train-limit", type=_positive_int, help="class-balanced training subset (data.train_limit)"
     )
-    t.add_argument(
-        "--test-limit", type=_positive_int, help="evaluate on a class-balanced subset of this many images"
-    )
+    t.add_argument("--test-limit", type=_positive_int, help="class-balanced test subset (data.test_limit)")
     t.add_argument(
         "--time-budget", type=_finite(0), help="stop after the epoch in which this many minutes passed"
     )
-    t.add_argument("--seed", type=int, default=0, help="random seed")
-    t.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    t.add_argument("--out", default="runs/ann.safetensors", help="checkpoint to write (safetensors)")
+    t.add_argument("--seed", type=int, help="random seed (run.seed; default 0)")
+    t.add_argument("--device", help=DEVICE_HELP + " (run.device; default auto)")
+    t.add_argument("--out", default="runs/ann.safetensors", help="final model to write (safetensors)")
     t.set_defaults(func=_train_ann)
 
     c = sub.add_parser(
@@ -489,68 +518,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert an ANN checkpoint to an SNN and report accuracy vs timesteps",
         description="Convert an ANN trained with `rmpsnn train-ann` into an SNN of IF neurons, balance its "
         "thresholds (and calibrate it) on training images, and simulate the test images over "
-        "T = 1, 2, 4, ..., --timesteps, writing JSON and a figure of accuracy vs T. The defaults give the "
-        "best accuracy at few steps (mse thresholds, θ/2 start, bias calibration); RMP-SNN as published "
-        "is --balance spike-max --calibrate none.",
+        "T = 1, 2, 4, ..., eval.timesteps, writing JSON and a figure of accuracy vs T. The configuration "
+        "(rmpsnn.app.experiment.ConvertConfig; configs/convert.yaml) comes from --config, then "
+        "section.key=value overrides, then the shorthand options below. The defaults give the best "
+        "accuracy at few steps (mse thresholds, θ/2 start, bias calibration); RMP-SNN as published is "
+        "--balance spike-max --calibrate none.",
     )
-    c.add_argument("--ann", required=True, help="checkpoint written by `rmpsnn train-ann`")
-    c.add_argument("--model", help="model name (default: the one stored in the checkpoint)")
+    c.add_argument("--config", help="YAML configuration (see configs/convert.yaml)")
+    c.add_argument("overrides", nargs="*", metavar="section.key=value", help="configuration overrides")
     c.add_argument(
-        "--data", default="shared", help="shared (../shared/data CIFAR-10), a CIFAR root or an image folder"
+        "--ann", help="checkpoint written by `rmpsnn train-ann` (ann.checkpoint; runs/ann.safetensors)"
+    )
+    c.add_argument("--model", help="model name (ann.model; default: the one stored in the checkpoint)")
+    c.add_argument(
+        "--data",
+        help="data spec: shared (../shared/data CIFAR-10; the default), digits, a CIFAR root or an image "
+        "folder",
     )
     c.add_argument(
-        "--reset", choices=["soft", "hard", "both"], default="both", help="soft = RMP neuron; both = compare"
+        "--reset", choices=["soft", "hard", "both"], help="soft = RMP neuron; both = compare (the default)"
     )
     c.add_argument(
         "--balance",
         choices=BALANCE_METHODS,
-        default="auto",
-        help="threshold balancing; auto = mse for ReLU ANNs, qcfs for QCFS ANNs",
+        help="threshold balancing; auto (the default) = mse for ReLU ANNs, qcfs for QCFS ANNs",
     )
     c.add_argument(
         "--calibrate",
         choices=["auto", *CALIBRATION_METHODS],
-        default="auto",
-        help="post-conversion calibration; auto = bias (layer-wise bias correction) for ReLU ANNs, "
-        "none for QCFS ANNs",
+        help="post-conversion calibration; auto (the default) = bias (layer-wise bias correction) for ReLU "
+        "ANNs, none for QCFS ANNs",
     )
     c.add_argument(
         "--calibration-timesteps",
         type=_positive_int,
-        default=16,
-        help="T that mse thresholds and calibration target",
+        help="T that mse thresholds and calibration target (16)",
     )
-    c.add_argument("--percentile", type=_finite(0), default=99.99, help="for --balance percentile")
-    c.add_argument("--scale", type=_finite(0), default=1.0, help="multiply every threshold by this factor")
+    c.add_argument("--percentile", type=_finite(0), help="for --balance percentile (99.99)")
+    c.add_argument("--scale", type=_finite(0), help="multiply every threshold by this factor (1)")
     c.add_argument(
         "--per-channel",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="one threshold per channel (default: per channel for mse, per layer for the other methods)",
     )
-    c.add_argument("--encoding", choices=["direct", "poisson"], default="direct", help="input encoding")
+    c.add_argument("--encoding", choices=["direct", "poisson"], help="input encoding (direct)")
     c.add_argument(
         "--v-init",
-        default="auto",
-        help="initial potential: auto (half when calibrating or for QCFS, else none), half, none, or a "
-        "fraction of θ",
+        help="initial potential: auto (the default: half when calibrating or for QCFS, else none), half, "
+        "none, or a fraction of θ",
     )
     c.add_argument(
-        "--balance-timesteps", type=_positive_int, default=64, help="steps simulated for --balance spike-max"
+        "--balance-timesteps", type=_positive_int, help="steps simulated for --balance spike-max (64)"
     )
-    c.add_argument(
-        "--timesteps", type=_positive_int, default=128, help="largest T; accuracy at 1, 2, 4, ..., T"
-    )
-    c.add_argument(
-        "--calib", type=_positive_int, default=128, help="training images for balancing and calibration"
-    )
+    c.add_argument("--timesteps", type=_positive_int, help="largest T; accuracy at 1, 2, 4, ..., T (128)")
+    c.add_argument("--calib", type=_positive_int, help="training images for balancing and calibration (128)")
     c.add_argument(
         "--test-images", type=_positive_int, help="class-balanced test subset (default: the whole test set)"
     )
-    c.add_argument("--batch-size", type=_positive_int, default=100, help="test images simulated at once")
-    c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and Poisson input")
-    c.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    c.add_argument("--out", default="runs/conversion.json", help="result JSON (a .png/.svg figure beside it)")
+    c.add_argument("--batch-size", type=_positive_int, help="test images simulated at once (100)")
+    c.add_argument("--seed", type=int, help="seed of the calibration subset and Poisson input (0)")
+    c.add_argument("--device", help=DEVICE_HELP + " (cpu)")
+    c.add_argument("--out", help="result JSON, a .png/.svg figure beside it (runs/conversion.json)")
     c.set_defaults(func=_convert)
 
     r = sub.add_parser(

@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["top1"]
+from .data import ImageArrays
+from .data import transforms as T
+
+__all__ = ["evaluate_arrays", "normalised", "top1"]
 
 
 @torch.no_grad()
@@ -43,3 +46,17 @@ def top1(
         "seconds": secs,
         "images_per_s": n / secs if secs > 0 else float("inf"),
     }
+
+
+def normalised(data: ImageArrays, mean, std, batch_size: int = 500, limit: int | None = None):
+    """Yield ``(normalised float images, labels)`` batches of ``data`` (no augmentation)."""
+    norm = T.Normalize(mean, std)
+    n = len(data) if limit is None else min(limit, len(data))
+    imgs, labels = data.tensors()
+    for i in range(0, n, batch_size):
+        yield norm(T.to_float(imgs[i : min(i + batch_size, n)])), labels[i : min(i + batch_size, n)]
+
+
+def evaluate_arrays(model, data: ImageArrays, mean, std, device="cpu", limit: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` on in-memory images normalised with ``mean``/``std``."""
+    return top1(model, normalised(data, mean, std, limit=limit), device=device)["accuracy"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .errors import InputError
@@ -91,8 +92,6 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float, impl: str) -> torch.T
     """``Σ |Dis(u)|^p`` as a float64 scalar on ``u``'s device; a fused pass that allocates nothing
     per element on CPU (numba) and CUDA (Triton), and needs no host round trip off the CPU."""
     if impl == "cpu":
-        import numpy as np
-
         flat = u.contiguous().reshape(-1)
         k = cpu_kernels()
         partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
@@ -131,8 +130,6 @@ class _RMPSum(torch.autograd.Function):
         if grad is None or not ctx.needs_input_grad[0]:
             return None, None, None, None
         if ctx.impl == "cpu":
-            import numpy as np
-
             flat = u.detach().contiguous().reshape(-1)
             g = torch.empty_like(flat)
             k = cpu_kernels()

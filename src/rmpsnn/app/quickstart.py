@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import shared_cifar10_zip
-from ..data.resolve import load_static
+from ..data import DataConfig, image_arrays, shared_cifar10_zip
 from ..errors import DataError
 from ..training import train, train_ann
 from .experiment import conversion_experiment
@@ -41,11 +40,11 @@ CONVERSION_VARIANTS = {
 }
 
 
-def _pick_data(spec: str) -> tuple[str, str]:
-    """``(data spec for load_static, trainer dataset name)``."""
+def _pick_data(spec: str) -> str:
+    """The data spec (as :meth:`DataConfig.from_spec` reads it) that ``--data`` stands for."""
     if spec == "auto":
         if shared_cifar10_zip() is not None:
-            return "shared", "cifar10"
+            return "shared"
         try:
             import sklearn  # noqa: F401
         except ImportError as e:
@@ -54,22 +53,19 @@ def _pick_data(spec: str) -> tuple[str, str]:
                 "../shared/data/cifar10-jpeg.zip, pip install scikit-learn (for its bundled digits), or pass "
                 "--data PATH (a CIFAR root or an image folder with train/ and test/)"
             ) from e
-        return "digits", "digits"
-    if spec == "digits":
-        return "digits", "digits"
-    if spec == "shared":
-        return "shared", "cifar10"
-    return spec, "images" if not (Path(spec) / "cifar-10-batches-py").is_dir() else "cifar10"
+        return "digits"
+    return spec
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    spec, dataset = _pick_data(args.data)
-    small = spec == "digits"
+    spec = _pick_data(args.data)
+    data = DataConfig.from_spec(spec)
+    small = data.dataset == "digits"
     torch.manual_seed(args.seed)
-    train_set, test_set = load_static(spec, "train"), load_static(spec, "test")
+    train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")
     size = train_set.images.shape[-1]
     print(
         f"rmpsnn quickstart: {spec if spec != 'shared' else 'CIFAR-10 (../shared/data)'}, "
@@ -116,8 +112,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
     # 2. direct training with and without RMP-Loss
     stage("2/3  train a spiking CNN directly (T=4), without and with RMP-Loss")
     common = [
-        f"data.dataset={dataset}",
-        f"data.root={spec}",
+        f"data.dataset={data.dataset}",
+        f"data.root={data.root}",
         f"model.kwargs.width=[{','.join(map(str, snn_width))}]",
         "model.readout=mean",
         f"optim.batch_size={min(64, max(8, len(train_set) // 8))}",

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..training.config import load_config
 from ..training.distributed import Dist
 from ..training.rundir import read_metrics
-from ..training.trainer import build_data, prepare_batch
+from ..training.trainer import build_data
 
 __all__ = ["write_report"]
 
@@ -113,7 +113,7 @@ def _training_run(run: Path, images: int, device: str) -> dict:
     model, info = load_model(ckpt, device=dev)
     cfg = load_config(info["config"], ["data.augment=none", f"data.test_limit={images}"])
     data = build_data(cfg, Dist(device=dev))
-    prep = lambda x: prepare_batch(x, data, dev)  # noqa: E731
+    prep = lambda x: data.prepare(x, dev)  # noqa: E731
     stats = collect_layer_stats(
         model, data.test(), v_th=float(cfg.model.kwargs.get("v_th", 0.5)), prepare=prep
     )

@@ -1,5 +1,9 @@
 """Data sets and tensor transforms.
 
+Registry (:mod:`.registry`): data sets register themselves (:func:`register_dataset`) and
+:func:`build_data` turns a :class:`DataConfig` into one :class:`DataBundle` (loaders,
+classes, input shape, normalisation) for every command.
+
 Static images (uint8 ``[N, C, H, W]`` in memory, batches ``[B, C, H, W]``):
   :func:`load_cifar10`, :func:`load_cifar100` (python-pickle layout, optional download),
   :func:`load_image_folder` (a directory or zip of ``split/<class>/*.jpg``, decoded in parallel
@@ -11,8 +15,6 @@ Events (frames ``[T, 2, H, W]``, batches ``[T, B, 2, H, W]`` via :func:`collate_
   :class:`CIFAR10DVS` (original AEDAT recordings), :func:`read_aedat`, :func:`events_to_frames`,
   :func:`emulate_events` / :class:`EmulatedEvents` (DVS-like events from any image data set).
 """
-
-from pathlib import Path
 
 from . import transforms
 from ._io import DataError, cache_dir, download_url
@@ -29,43 +31,18 @@ from .events import (
 )
 from .images import ImageArrays, ImageFolderDataset, imagenet, list_image_folder, load_image_folder
 from .loader import ArrayLoader, DatasetLoader, collate_time_major
-
-
-def shared_cifar10_zip(start: str | Path | None = None) -> Path | None:
-    """The CIFAR-10 JPEG zip in ``../shared/data/`` beside the project (or ``$RMPSNN_SHARED_DATA``),
-    searched from ``start`` (default: the current directory) upwards and from the installed source
-    tree upwards; ``None`` when absent."""
-    import os
-
-    env = os.environ.get("RMPSNN_SHARED_DATA")
-    if env:
-        p = Path(env) / "cifar10-jpeg.zip"
-        return p if p.is_file() else None
-    # from the working directory (or ``start``) upwards, then from this source tree (a checkout)
-    for origin in (Path(start or Path.cwd()).resolve(), Path(__file__).resolve()):
-        for d in (origin, *origin.parents):
-            for p in (
-                d / "shared" / "data" / "cifar10-jpeg.zip",
-                d.parent / "shared" / "data" / "cifar10-jpeg.zip",
-            ):
-                if p.is_file():
-                    return p
-    return None
-
-
-def shared_cifar10(split: str = "train", **kwargs) -> ImageArrays:
-    """CIFAR-10 from the shared JPEG zip (decoded once, then cached); raises :class:`DataError`
-    when the zip is not there."""
-    path = shared_cifar10_zip()
-    if path is None:
-        searched = Path.cwd().resolve()
-        raise DataError(
-            f"cifar10-jpeg.zip not found in shared/data or ../shared/data above {searched} or the rmpsnn "
-            f"source tree (set $RMPSNN_SHARED_DATA to its folder); or use a CIFAR-10 download instead: "
-            f"data.root=DIR data.download=true (rmpsnn train), --data DIR (train-ann, convert)"
-        )
-    return load_image_folder(path, split, **kwargs)
-
+from .registry import (
+    DataBundle,
+    DataConfig,
+    LoaderContext,
+    available_datasets,
+    build_data,
+    dataset_bundle,
+    image_arrays,
+    image_bundle,
+    register_dataset,
+)
+from .shared import shared_cifar10, shared_cifar10_zip
 
 __all__ = [
     "CIFAR10DVS",
@@ -75,23 +52,32 @@ __all__ = [
     "CIFAR100_MEAN",
     "CIFAR100_STD",
     "ArrayLoader",
+    "DataBundle",
+    "DataConfig",
     "DataError",
     "DatasetLoader",
     "EmulatedEvents",
     "ImageArrays",
     "ImageFolderDataset",
+    "LoaderContext",
     "augment_event_frames",
+    "available_datasets",
+    "build_data",
     "cache_dir",
     "collate_time_major",
+    "dataset_bundle",
     "download_url",
     "emulate_events",
     "events_to_frames",
+    "image_arrays",
+    "image_bundle",
     "imagenet",
     "list_image_folder",
     "load_cifar10",
     "load_cifar100",
     "load_image_folder",
     "read_aedat",
+    "register_dataset",
     "shared_cifar10",
     "shared_cifar10_zip",
     "transforms",

@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,6 @@ def extract_archive(archive: Path, into: Path) -> None:
     into = Path(into).resolve()
     try:
         if str(archive).endswith(".zip"):
-            import zipfile
-
             with zipfile.ZipFile(archive) as z:
                 for name in z.namelist():
                     if not (into / name).resolve().is_relative_to(into):

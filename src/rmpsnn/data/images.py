@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ._io import DataError, atomic_save_npz, cache_dir, file_checksum
@@ -189,8 +190,6 @@ def list_image_folder(source: str | Path, split: str | None) -> tuple[list[str],
 
 # ----------------------------------------------------------------------------- decoding
 def _open_image(data: bytes, name: str, size: tuple[int, int] | None):
-    from PIL import Image, UnidentifiedImageError
-
     try:
         img = Image.open(io.BytesIO(data))
         img = img.convert("RGB")

@@ -8,7 +8,9 @@ import numpy as np
 
 from ..errors import InputError
 from ._io import DataError
-from .images import ImageArrays, has_split
+from .cifar import load_cifar10, load_cifar100
+from .images import ImageArrays, has_split, load_image_folder
+from .shared import shared_cifar10
 
 __all__ = ["channel_stats", "load_digits", "load_static", "synthetic_images"]
 
@@ -18,8 +20,6 @@ def load_static(spec: str | None, split: str) -> ImageArrays:
     ``cifar-10-batches-py/`` or ``cifar-100-python/``, or an image folder / zip of
     ``<split>/<class>/*``.  ``split`` is ``"train"`` or ``"test"`` (``"val"`` is tried for
     image folders without a ``test`` split)."""
-    from . import load_cifar10, load_cifar100, load_image_folder, shared_cifar10
-
     if spec in (None, "", "shared"):
         return shared_cifar10(split)
     if spec == "digits":

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageEnhance, ImageOps
 
 from ..errors import InputError
 
@@ -156,8 +157,6 @@ class Cutout:
 
 # ----------------------------------------------------------------------------- per image (Pillow)
 def _to_pil(img):
-    from PIL import Image
-
     if isinstance(img, Image.Image):
         return img, True
     if torch.is_tensor(img):
@@ -239,8 +238,6 @@ def _magnitude(op: str, bin_: int | None, size: tuple[int, int], bins: int = 10)
 
 
 def _apply_op(img, op: str, mag: float, fill=(128, 128, 128)):
-    from PIL import Image, ImageEnhance, ImageOps
-
     if op == "ShearX":
         return img.transform(img.size, Image.AFFINE, (1, mag, 0, 0, 1, 0), Image.NEAREST, fillcolor=fill)
     if op == "ShearY":
@@ -307,8 +304,6 @@ class RandomResizedCrop:
         self.size, self.scale, self.ratio = int(size), tuple(scale), tuple(ratio)
 
     def __call__(self, img, generator=None):
-        from PIL import Image
-
         pil, as_pil = _to_pil(img)
         W, H = pil.size
         area = W * H
@@ -342,8 +337,6 @@ class Resize:
         self.size = int(size)
 
     def __call__(self, img, generator=None):
-        from PIL import Image
-
         pil, as_pil = _to_pil(img)
         W, H = pil.size
         s = self.size / min(W, H)
@@ -368,8 +361,6 @@ class _PilFlip:
         self.p = p
 
     def __call__(self, img, generator=None):
-        from PIL import Image
-
         pil, as_pil = _to_pil(img)
         if _uniform(generator) < self.p:
             pil = pil.transpose(Image.FLIP_LEFT_RIGHT)

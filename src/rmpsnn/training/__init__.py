@@ -3,7 +3,8 @@
 (:func:`load_config`), and pickle-free checkpoints."""
 
 from ..checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
-from .ann import evaluate_arrays, normalised, train_ann
+from ..evaluation import evaluate_arrays, normalised
+from .ann import ann_config, train_ann
 from .config import ConfigError, TrainConfig, load_config
 from .state import load_state, save_state
 from .trainer import Trainer, evaluate_model, train
@@ -13,6 +14,7 @@ __all__ = [
     "ConfigError",
     "TrainConfig",
     "Trainer",
+    "ann_config",
     "evaluate_arrays",
     "evaluate_model",
     "load_config",

@@ -1,101 +1,63 @@
 """Supervised training of the ANNs that are converted to SNNs (``rmpsnn train-ann``).
 
-Recipe: SGD with Nesterov momentum 0.9, linear warm-up (first epoch, at most 10 % of the steps)
-then cosine learning-rate decay to 0, weight decay (not on biases and BN),
-random crop (padding 4) and horizontal flip, cross-entropy; inputs normalised with the training
-set's per-channel statistics (stored in the checkpoint, because the SNN must see the same input).
+There is one training engine (:class:`~rmpsnn.training.trainer.Trainer`); an ANN run is a
+:class:`TrainConfig` whose model is an ANN and whose RMP-Loss is off.  :data:`ANN_DEFAULTS` is
+the recipe: SGD with Nesterov momentum 0.9, linear warm-up over the first epoch (at most 10 % of
+the run) then cosine decay to 0, weight decay (not on biases and BN), random crop and horizontal
+flip, cross-entropy; inputs normalised with the training set's per-channel statistics (stored
+in the checkpoint, because the SNN must see the same input).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import time
+import tempfile
 from collections.abc import Callable
-
-import torch
-import torch.nn.functional as F
+from pathlib import Path
 
 from ..checkpoint import save_model
-from ..data import ArrayLoader, ImageArrays
-from ..data import transforms as T
-from ..data.images import require_classes
-from ..data.resolve import channel_stats, load_static
-from ..errors import InputError, NonFiniteError
-from ..evaluation import top1
-from ..models import create
-from ..models.registry import builder
+from ..data.registry import DataConfig
+from ..errors import ConfigError, InputError
+from ..evaluation import evaluate_arrays, normalised
+from .config import TrainConfig, config_to_dict, load_config
+from .optim import param_groups, warmup_cosine
+from .trainer import Trainer
 
-__all__ = ["evaluate_arrays", "normalised", "param_groups", "train_ann", "warmup_cosine"]
+__all__ = [
+    "ANN_DEFAULTS",
+    "ann_config",
+    "evaluate_arrays",
+    "fit_ann",
+    "normalised",
+    "param_groups",
+    "save_ann",
+    "train_ann",
+    "warmup_cosine",
+]
 
-
-def normalised(data: ImageArrays, mean, std, batch_size: int = 500, limit: int | None = None):
-    """Yield ``(normalised float images, labels)`` batches of ``data`` (no augmentation)."""
-    norm = T.Normalize(mean, std)
-    n = len(data) if limit is None else min(limit, len(data))
-    imgs, labels = data.tensors()
-    for i in range(0, n, batch_size):
-        yield norm(T.to_float(imgs[i : min(i + batch_size, n)])), labels[i : min(i + batch_size, n)]
-
-
-@torch.no_grad()
-def evaluate_arrays(model, data: ImageArrays, mean, std, device="cpu", limit: int | None = None) -> float:
-    return top1(model, normalised(data, mean, std, limit=limit), device=device)["accuracy"]
-
-
-def param_groups(model, lr: float, weight_decay: float, scale_wide_linear: bool = True) -> list[dict]:
-    """No weight decay on biases/BN; with ``scale_wide_linear``, a Linear layer with fan-in
-    ``f > 512`` learns at ``lr * 512 / f``: one SGD step moves its outputs by about
-    ``lr * |features|^2``, which for a flattened 256x8x8 feature map is hundreds of times more
-    than for a conv layer."""
-    groups = []
-    for m in model.modules():
-        own = list(m.parameters(recurse=False))
-        if not own:
-            continue
-        wide = scale_wide_linear and isinstance(m, torch.nn.Linear)
-        scale = min(1.0, 512 / m.in_features) if wide else 1.0
-        for p in own:
-            groups.append(
-                {"params": [p], "lr": lr * scale, "weight_decay": weight_decay if p.ndim > 1 else 0.0}
-            )
-    return groups
+# what `rmpsnn train-ann` starts from before its config file and overrides
+ANN_DEFAULTS = {
+    "model": {"name": "ann_cpu_net"},
+    "optim": {
+        "epochs": 10,
+        "batch_size": 128,
+        "lr": 0.05,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "warmup_epochs": 1.0,
+        "scale_wide_linear": True,
+    },
+    "rmp": {"enabled": False},
+    "run": {"out": "runs/ann-{data.dataset}-{model.name}-seed{run.seed}"},
+}
 
 
-def _prepare_data(data, train_limit, test_limit, seed, batch_size, device):
-    """Train/test arrays (class-balanced subsets when limited), the training set's channel
-    statistics, and the augmented training loader (crop + flip + normalise)."""
-    train = load_static(data, "train").balanced(train_limit, seed=seed)
-    test = load_static(data, "test").balanced(test_limit, seed=seed)
-    mean, std = channel_stats(train)
-    aug = T.Compose(
-        [T.RandomCrop(train.images.shape[-1], 4), T.RandomHorizontalFlip(), T.Normalize(mean, std)]
-    )
-    loader = ArrayLoader(
-        train, batch_size, shuffle=True, seed=seed, batch_transform=aug, drop_last=True, device=device
-    )
-    return train, test, mean, std, loader
-
-
-def _sgd_warmup_cosine(model, lr: float, weight_decay: float, steps_per_epoch: int, epochs: int):
-    """SGD (Nesterov 0.9) over :func:`param_groups`; per-step schedule: linear warm-up over the
-    first epoch (at most 10 % of all steps), then cosine decay to 0."""
-    opt = torch.optim.SGD(param_groups(model, lr, weight_decay), lr=lr, momentum=0.9, nesterov=True)
-    total = epochs * steps_per_epoch
-    warm = max(1, min(steps_per_epoch, total // 10))  # the wide final layer diverges without warm-up
-    return opt, warmup_cosine(opt, warm, total)
-
-
-def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
-    """Per-step learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay
-    from 1 to 0 at ``total_steps``."""
-
-    def lr_factor(s: int) -> float:
-        if s < warmup_steps:
-            return (s + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+def ann_config(source=None, overrides=None) -> TrainConfig:
+    """The :class:`TrainConfig` of an ANN run: :data:`ANN_DEFAULTS`, then ``source`` (a YAML
+    file or a dict), then ``overrides``.  The warm-up never exceeds 10 % of the run."""
+    cfg = load_config(source, overrides, defaults=ANN_DEFAULTS)
+    cfg.optim.warmup_epochs = min(cfg.optim.warmup_epochs, cfg.optim.epochs / 10)
+    return cfg
 
 
 def _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s):
@@ -141,79 +103,95 @@ def train_ann(
     device: str = "cpu",
     out: str | None = None,
     time_budget_s: float | None = None,
+    run_dir: str | None = None,
     log: Callable[[str], None] = print,
 ):
     """Train a registered ANN on a static image data set; returns ``(model, info)``.
 
-    ``time_budget_s`` stops after the epoch during which the budget ran out (the cosine schedule
-    still spans ``epochs``).  ``out`` saves a safetensors checkpoint with the model name, its
-    arguments, the input statistics and the accuracies.
+    A keyword front end to the one trainer: it builds the :func:`ann_config` of these arguments
+    (``data`` is a spec as :meth:`DataConfig.from_spec` reads it) and runs it in ``run_dir``
+    (default: a temporary directory).  ``time_budget_s`` stops after the epoch during which the
+    budget ran out (the cosine schedule still spans ``epochs``).  ``out`` saves the final model
+    as a safetensors checkpoint with the model name, its arguments, the input statistics and the
+    accuracies.
     """
     _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s)
-    torch.manual_seed(seed)
-    train, test, mean, std, loader = _prepare_data(data, train_limit, test_limit, seed, batch_size, device)
-    require_classes(train)
-    kwargs = {"num_classes": train.num_classes, "activation": activation, **(model_kwargs or {})}
-    params = inspect.signature(builder(model_name)).parameters
-    for key, value in (("in_channels", train.images.shape[1]), ("image_size", train.images.shape[-1])):
-        if key in params:  # the model takes the data's shape (digits: 1 x 8 x 8), unless told otherwise
-            kwargs.setdefault(key, value)
+    data_cfg = DataConfig.from_spec(data, train_limit=train_limit, test_limit=test_limit)
+    kwargs = {"activation": activation, **(model_kwargs or {})}
     if activation == "qcfs":
         kwargs["qcfs_levels"] = qcfs_levels
-    model = create(model_name, **kwargs).to(device)
-    if len(loader) == 0:
-        raise InputError(
-            f"batch_size={batch_size} is larger than the training set ({len(train)} images); lower it"
+    overrides = {
+        "model.name": model_name,
+        "model.kwargs": kwargs,
+        "data": vars(data_cfg),
+        "optim.epochs": epochs,
+        "optim.batch_size": batch_size,
+        "optim.lr": lr,
+        "optim.weight_decay": weight_decay,
+        "run.seed": seed,
+        "run.device": str(device),
+        "run.time_budget_min": time_budget_s / 60 if time_budget_s is not None else None,
+        "run.overwrite": True,
+    }
+    cfg = ann_config(None, overrides)
+    if run_dir is not None:
+        model, info = fit_ann(cfg, Path(run_dir), log=log)
+    else:
+        with tempfile.TemporaryDirectory(prefix="rmpsnn-ann-") as tmp:
+            model, info = fit_ann(cfg, Path(tmp), log=log, temporary=True)
+    if out:
+        save_ann(out, model, cfg, info)
+        log(f"saved {out}")
+    return model, info
+
+
+def fit_ann(
+    cfg: TrainConfig, run_dir: Path, *, resume: bool = False, log: Callable = print, temporary: bool = False
+):
+    """Run the trainer on an ANN config; ``(final model in eval mode, info)`` where ``info``
+    holds the input statistics, the per-epoch history and the final test accuracy."""
+    trainer = Trainer(cfg, run_dir=run_dir, log=log, temporary=temporary)
+    if trainer.data.norm is None:
+        raise ConfigError(
+            f"data.dataset={cfg.data.dataset} is not a set of static images; an ANN for conversion needs one"
         )
-    opt, sched = _sgd_warmup_cosine(model, lr, weight_decay, len(loader), epochs)
-    history = []
-    t_start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        loader.set_epoch(epoch)
-        t0 = time.perf_counter()
-        loss_sum = correct = seen = 0
-        for step, (x, y) in enumerate(loader):
-            out_ = model(x)
-            loss = F.cross_entropy(out_, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteError(
-                    f"train-ann: loss became {loss.item()} at epoch {epoch}, step {step}; "
-                    f"lower the learning rate (now {sched.get_last_lr()[0]:.4g})"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((out_.argmax(1) == y).sum())
-            seen += len(y)
-        test_acc = evaluate_arrays(model, test, mean, std, device)
-        rec = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "test_accuracy": test_acc,
-            "seconds": time.perf_counter() - t0,
+    try:
+        summary = trainer.fit(resume=resume)
+    finally:
+        trainer.lock.release()
+        trainer.dist.close()
+    history = [
+        {
+            "epoch": r["epoch"],
+            "loss": r["ce"],
+            "train_accuracy": r["train_accuracy"],
+            "test_accuracy": r.get("test_accuracy"),
+            "seconds": r["epoch_seconds"],
         }
-        history.append(rec)
-        log(
-            f"epoch {epoch + 1:>3}/{epochs}  loss {rec['loss']:.3f}  train {rec['train_accuracy']:.3f}  "
-            f"test {test_acc:.4f}  ({rec['seconds']:.0f} s)"
-        )
-        if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-            log(f"time budget of {time_budget_s:.0f} s reached after {epoch + 1} epochs")
-            break
+        for r in trainer.history
+    ]
+    mean, std = trainer.data.norm
     info = {
         "mean": mean,
         "std": std,
-        "test_accuracy": history[-1]["test_accuracy"],
+        "test_accuracy": summary["final"].get("test_accuracy"),
         "history": history,
-        "data": str(data),
-        "train_images": len(train),
-        "seconds": time.perf_counter() - t_start,
+        "data": trainer.data.info,  # image counts and the input shape (for export)
+        "train_images": trainer.data.info["train_images"],
+        "seconds": summary["seconds"],
+        "run_dir": str(run_dir),
     }
-    if out:
-        save_model(out, model, model_name=model_name, model_kwargs=kwargs, **info)
-        log(f"saved {out}")
-    return model.eval(), info
+    return trainer.model.eval(), {**info, "model_kwargs": trainer.model_kwargs}
+
+
+def save_ann(out, model, cfg: TrainConfig, info: dict) -> None:
+    """The final model as ``convert`` reads it: name, arguments, input statistics, accuracies."""
+    meta = {k: v for k, v in info.items() if k not in ("model_kwargs", "run_dir")}
+    save_model(
+        out,
+        model,
+        model_name=cfg.model.name,
+        model_kwargs=info["model_kwargs"],
+        config=config_to_dict(cfg),
+        **meta,
+    )

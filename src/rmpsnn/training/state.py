@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
-from ..checkpoint import CheckpointError, atomic_write
+from ..checkpoint import CheckpointError, atomic_write, read_safetensors
 
 __all__ = ["load_state", "save_state"]
 
@@ -73,16 +72,13 @@ def save_state(path: str | os.PathLike, state: dict, metadata: dict[str, str] | 
 def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict, dict[str, str]]:
     """Read a file written by :func:`save_state`; returns ``(state, metadata)``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+    what = "rmpsnn training checkpoint"
+    tensors, meta = read_safetensors(path, device, what=what)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        tensors = load_file(str(path), device=str(device))
         skeleton = json.loads(meta.pop("tree"))
-    except (SafetensorError, OSError, ValueError, KeyError) as e:
+    except (ValueError, KeyError) as e:
         raise CheckpointError(
-            f"{path}: not a readable rmpsnn training checkpoint ({type(e).__name__}: {e}); it may be "
-            f"truncated -- resume from an earlier copy or start the run again"
+            f"{path}: not a readable {what} ({type(e).__name__}: {e}); resume from an earlier copy or "
+            f"start the run again"
         ) from e
     return _join(skeleton, tensors), meta

@@ -43,33 +43,21 @@ import yaml
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
-from ..data import (
-    CIFAR10DVS,
-    ArrayLoader,
-    DatasetLoader,
-    EmulatedEvents,
-    ImageArrays,
-    collate_time_major,
-    imagenet,
-    load_cifar10,
-    load_cifar100,
-)
-from ..data import transforms as T
-from ..data.images import require_classes
-from ..data.resolve import channel_stats, load_static, synthetic_images
+from ..data import registry as data_registry
+from ..data.registry import DataBundle, LoaderContext
 from ..errors import NonFiniteError
 from ..evaluation import top1
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
-from ..models.registry import builder
-from ..neurons import MembraneRecorder
-from .ann import param_groups, warmup_cosine
+from ..models.registry import builder, list_models
+from ..neurons import MembraneRecorder, SpikingNeuron
 from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
 from .distributed import Dist, init_distributed
+from .optim import build_optimizer
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
 from .state import load_state, save_state
 
-__all__ = ["Trainer", "evaluate_model", "train"]
+__all__ = ["Trainer", "build_data", "evaluate_model", "resume_config", "train"]
 
 _CSV_FIELDS = [
     "epoch",
@@ -99,121 +87,22 @@ _RESUMABLE_OVERRIDES = (
 
 
 # ----------------------------------------------------------------------------- data
-class _Data:
-    """Training loader, a test-batch factory, and what the model needs to know about the data."""
-
-    def __init__(self, train, test: Callable, num_classes, in_channels, image_size, norm, info):
-        self.train, self.test = train, test
-        self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
-        self.norm = norm  # mean/std of the input normalisation (static images), else None
-        self.normalize = T.Normalize(*norm) if norm is not None else None
-        self.info = info
-
-
-def _static_arrays(cfg: TrainConfig, split: str) -> ImageArrays:
-    d = cfg.data
-    if d.dataset == "synthetic":
-        n = (d.train_limit or 512) if split == "train" else (d.test_limit or 128)
-        return synthetic_images(n, seed=cfg.run.seed, split=split)
-    if d.dataset == "digits":
-        return load_static("digits", split)
-    if d.dataset == "cifar10" and d.root not in ("shared", ""):
-        return load_cifar10(d.root, split, download=d.download)
-    if d.dataset == "cifar100":
-        return load_cifar100(d.root, split, download=d.download)
-    return load_static(d.root, split)
-
-
-def build_data(cfg: TrainConfig, dist: Dist) -> _Data:
-    """Loaders for ``cfg.data`` sharded for this process (``dist``)."""
-    d, seed, bs = cfg.data, cfg.run.seed, cfg.optim.batch_size
+def build_data(cfg: TrainConfig, dist: Dist) -> DataBundle:
+    """The data registry's bundle for ``cfg.data``, sharded for this process (``dist``)."""
+    bs = cfg.optim.batch_size
     if bs % dist.world_size:
         raise ConfigError(
             f"optim.batch_size={bs} (the global batch) must be divisible by the {dist.world_size} processes"
         )
-    bs //= dist.world_size
-    shard = {"rank": dist.rank, "world_size": dist.world_size}
-    if d.dataset in ("cifar10", "cifar100", "images", "digits", "synthetic"):
-        train = _static_arrays(cfg, "train")
-        test = _static_arrays(cfg, "test")
-        if d.dataset != "synthetic":
-            train, test = train.balanced(d.train_limit, seed), test.balanced(d.test_limit, seed)
-        require_classes(train)
-        mean, std = channel_stats(train)
-        size = train.images.shape[-1]
-        aug = []
-        if d.augment != "none":
-            aug += [T.RandomCrop(size, max(1, size // 8)), T.RandomHorizontalFlip()]
-        aug.append(T.Normalize(mean, std))
-        if d.cutout:
-            aug.append(T.Cutout(d.cutout))
-        sample = T.AutoAugment("cifar10") if d.augment == "autoaugment" else None
-        loader = ArrayLoader(
-            train,
-            bs,
-            shuffle=True,
-            seed=seed,
-            sample_transform=sample,
-            batch_transform=T.Compose(aug),
-            num_workers=d.num_workers,
-            drop_last=True,
-            device=dist.device,
-            **shard,
-        )
-        test_shard = test.subset(range(dist.rank, len(test), dist.world_size))
-        norm = T.Normalize(mean, std)
-
-        def test_batches():
-            # 100 images per batch: a forward holds batch x T copies of each layer (peak ~0.8 GB here)
-            return ArrayLoader(test_shard, 100, batch_transform=norm, device=dist.device)
-
-        info = {"train_images": len(train), "test_images": len(test)}
-        return _Data(loader, test_batches, train.num_classes, train.images.shape[1], size, (mean, std), info)
-    if d.dataset in ("cifar10-dvs", "emulated-dvs"):
-        steps = cfg.model.timesteps
-        if d.dataset == "cifar10-dvs":
-            train = CIFAR10DVS(d.root, "train", T=steps, size=d.event_size, seed=seed, download=d.download)
-            test = CIFAR10DVS(d.root, "test", T=steps, size=d.event_size, seed=seed)
-            classes = len(train.classes)
-        else:  # DVS-like events emulated from a static image set (offline stand-in for CIFAR10-DVS)
-            base_train, base_test = _static_arrays(cfg, "train"), _static_arrays(cfg, "test")
-            base_train = base_train.balanced(d.train_limit, seed)
-            base_test = base_test.balanced(d.test_limit, seed)
-            train = EmulatedEvents(base_train, T=steps, size=d.event_size, augment=True, seed=seed)
-            test = EmulatedEvents(base_test, T=steps, size=d.event_size, seed=seed)
-            classes = base_train.num_classes
-        return _dataset_data(cfg, train, test, classes, 2, d.event_size, None, bs, shard)
-    if d.dataset == "imagenet":
-        train = imagenet(d.root, "train", T.ImageNetTrain(224, autoaugment=d.augment == "autoaugment"), seed)
-        test = imagenet(d.root, "val", T.ImageNetEval(224))
-        norm = (list(T.IMAGENET_MEAN), list(T.IMAGENET_STD))
-        return _dataset_data(cfg, train, test, len(train.classes), 3, 224, norm, bs, shard)
-    raise ConfigError(f"data.dataset={d.dataset!r} is not supported")  # pragma: no cover - validated
-
-
-def _dataset_data(cfg, train, test, classes, channels, size, norm, bs, shard) -> _Data:
-    collate = collate_time_major if channels == 2 else None
-    w = cfg.data.num_workers
-    loader = DatasetLoader(
-        train, bs, shuffle=True, seed=cfg.run.seed, num_workers=w, drop_last=True, collate_fn=collate, **shard
+    ctx = LoaderContext(
+        batch_size=bs // dist.world_size,
+        seed=cfg.run.seed,
+        timesteps=cfg.model.timesteps,
+        device=dist.device,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
-    test_shard = torch.utils.data.Subset(test, range(shard["rank"], len(test), shard["world_size"]))
-
-    def test_batches():
-        return DatasetLoader(test_shard, 64, num_workers=w, collate_fn=collate)
-
-    info = {"train_images": len(train), "test_images": len(test)}
-    return _Data(loader, test_batches, classes, channels, size, norm, info)
-
-
-def prepare_batch(x: torch.Tensor, data: _Data, device) -> torch.Tensor:
-    """Move a batch to ``device``; decode uint8 images (ImageNet path) and normalise them."""
-    x = x.to(device, non_blocking=True)
-    if x.dtype == torch.uint8:
-        x = T.to_float(x)
-        if data.normalize is not None:
-            x = data.normalize(x)
-    return x
+    return data_registry.build_data(cfg.data, ctx)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -223,8 +112,14 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
     ``batches`` of ``(x, y)``; under DDP the counts are summed over processes."""
     dist = dist or Dist(device=torch.device(device))
     meter = QuantizationErrorMeter(v_th)
-    prepare = (lambda x: prepare_batch(x, data, device)) if data is not None else None
-    with MembraneRecorder(model, detach=True, on_record=lambda name, u: meter.update({name: u})):
+    prepare = (lambda x: data.prepare(x, device)) if data is not None else None
+    spiking = any(isinstance(m, SpikingNeuron) for m in model.modules())
+    record = (
+        MembraneRecorder(model, detach=True, on_record=lambda name, u: meter.update({name: u}))
+        if spiking
+        else contextlib.nullcontext()  # an ANN: accuracy only
+    )
+    with record:
         r = top1(model, batches, device=device, prepare=prepare)
     correct, n = r["correct"], r["images"]
     names = list(meter.count)  # network order (the order of the first forward; same on every rank)
@@ -240,11 +135,11 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
     correct, n = vec[0].item(), vec[1].item()
     abs_s, sq_s, cnt = vec[2 : 2 + L], vec[2 + L : 2 + 2 * L], vec[2 + 2 * L :]
     total = cnt.sum().item()
-    return {
+    return {  # no spiking layer (an ANN): no quantisation error
         "accuracy": correct / max(n, 1),
         "images": int(n),
-        "quantization_error": abs_s.sum().item() / total if total else float("nan"),
-        "quantization_mse": sq_s.sum().item() / total if total else float("nan"),
+        "quantization_error": abs_s.sum().item() / total if total else None,
+        "quantization_mse": sq_s.sum().item() / total if total else None,
         "per_layer": {
             k: {"mean_abs": (abs_s[i] / cnt[i]).item(), "mean_sq": (sq_s[i] / cnt[i]).item()}
             for i, k in enumerate(names)
@@ -256,8 +151,18 @@ def evaluate_model(model, batches, *, v_th: float = 0.5, device="cpu", dist: Dis
 class Trainer:
     """Builds everything a run needs from a :class:`TrainConfig` and runs it (:meth:`fit`)."""
 
-    def __init__(self, cfg: TrainConfig, *, run_dir: str | Path | None = None, log: Callable | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        log: Callable | None = None,
+        temporary: bool = False,
+    ):
+        """``temporary``: the run directory is deleted afterwards (e.g. by :func:`train_ann`), so
+        error messages do not point to its checkpoints."""
         self.cfg = cfg
+        self.temporary = temporary
         self.dist = init_distributed(cfg.run.device)
         self.device = self.dist.device
         self.run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir()
@@ -265,6 +170,7 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         random.seed(cfg.run.seed)
         self.data = build_data(cfg, self.dist)
+        self.spiking = cfg.model.name in list_models("snn")  # an ANN trains with the same loop
         self.model_kwargs = self._model_kwargs()
         self.model = create(cfg.model.name, **self.model_kwargs).to(self.device)
         self.v_th = float(cfg.model.kwargs.get("v_th", 0.5))
@@ -275,13 +181,7 @@ class Trainer:
                 f"({self.data.info['train_images']} images); lower it"
             )
         o = cfg.optim
-        groups = param_groups(self.model, o.lr, o.weight_decay, scale_wide_linear=o.scale_wide_linear)
-        if o.name == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=o.lr)
-        total = o.epochs * self.steps_per_epoch
-        self.scheduler = warmup_cosine(self.optimizer, round(o.warmup_epochs * self.steps_per_epoch), total)
+        self.optimizer, self.scheduler = build_optimizer(self.model, o, self.steps_per_epoch)
         amp = o.amp == "on" or (o.amp == "auto" and self.device.type == "cuda")
         self.amp_dtype = (torch.float16 if self.device.type == "cuda" else torch.bfloat16) if amp else None
         self.scaler = torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda" else None
@@ -295,27 +195,30 @@ class Trainer:
         self.partial = torch.zeros(5, dtype=torch.float64)  # ce*n, rmp*n, correct, seen, seconds
         self._saved = (0, 0)  # (epoch, step) of the last checkpoint written
         self._tb = None
+        self.history: list[dict] = []  # the epoch records of this process's fit()
         self.lock = RunLock(self.run_dir, option="run.out")
 
     # -- set-up helpers
     def _model_kwargs(self) -> dict:
         m = self.cfg.model
-        kw = {
+        params = inspect.signature(builder(m.name)).parameters
+        # what the data fixes (classes, channels, size) and, for a spiking model, T and the read-out;
+        # each goes to the builders that name it
+        derived = {
             "num_classes": self.data.num_classes,
             "timesteps": m.timesteps,
             "readout": m.readout,
             "in_channels": self.data.in_channels,
-            **m.kwargs,
+            "image_size": self.data.image_size,
         }
+        kw = {k: v for k, v in derived.items() if k in params}
+        kw.update(m.kwargs)
         if kw["num_classes"] != self.data.num_classes:
             raise ConfigError(
                 f"model.kwargs.num_classes={kw['num_classes']} but {self.cfg.data.dataset} has "
                 f"{self.data.num_classes} classes (labels 0..{self.data.num_classes - 1}); drop the override "
                 f"(the model takes the data's class count)"
             )
-        params = inspect.signature(builder(m.name)).parameters
-        if "image_size" in params:
-            kw.setdefault("image_size", self.data.image_size)
         if "width" in kw:
             kw["width"] = list(kw["width"])
         return kw
@@ -394,15 +297,23 @@ class Trainer:
             save_state(self.run_dir / "last.safetensors", self.state_dict(partial), self._metadata())
         self._saved = (self.epoch, self.step)
 
+    def _kept(self, lead: str) -> str:
+        """Where the last good checkpoint is, for an error message (nothing for a throw-away run)."""
+        if self.temporary:
+            return ""
+        return (
+            f"{lead}the last good checkpoint {self.run_dir / 'last.safetensors'} (epoch "
+            f"{self._saved[0] + 1}, step {self._saved[1]}) is kept"
+        )
+
     def _check_finite(self) -> None:
         """A checkpoint is only written (and called good) when every weight and buffer is finite."""
         bad = nonfinite_tensors(self.model)
         if bad:
             raise NonFiniteError(
                 f"{describe_nonfinite(bad)} by epoch {self.epoch + 1}, step {self.step}; they are "
-                f"not saved, and the last good checkpoint {self.run_dir / 'last.safetensors'} (epoch "
-                f"{self._saved[0] + 1}, step {self._saved[1]}) is kept. Start a new run with a lower "
-                f"optim.lr or with optim.grad_clip set"
+                f"not saved{self._kept(', and ')}. Start a new run with a lower optim.lr or with "
+                f"optim.grad_clip set"
             )
 
     def load_checkpoint(self, path: Path) -> None:
@@ -469,7 +380,8 @@ class Trainer:
                 if (self.run_dir / "last.safetensors").exists() and not self.cfg.run.overwrite:
                     raise ConfigError(
                         f"run directory {self.run_dir} already holds a run; continue it with "
-                        f"`rmpsnn train --resume {self.run_dir}`, or set run.out=... or run.overwrite=true"
+                        f"`rmpsnn {'train' if self.spiking else 'train-ann'} --resume {self.run_dir}`, "
+                        f"or set run.out=... or run.overwrite=true"
                     )
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("metrics.jsonl", "metrics.csv", "log.txt", "summary.json", "best.safetensors"):
@@ -517,12 +429,14 @@ class Trainer:
             )
         else:
             n_params = sum(p.numel() for p in self.model.parameters())
+            rmp = f"on (k={cfg.rmp.k:g}, p={cfg.rmp.p:g})" if cfg.rmp.enabled else "off"
             self.log(
-                f"{cfg.model.name} ({n_params / 1e6:.2f} M parameters), T={cfg.model.timesteps}, "
-                f"{cfg.data.dataset}: {self.data.info['train_images']} train / "
-                f"{self.data.info['test_images']} test images, {self.steps_per_epoch} steps/epoch, RMP-Loss "
-                f"{f'on (k={cfg.rmp.k:g}, p={cfg.rmp.p:g})' if cfg.rmp.enabled else 'off'}, "
-                f"device {self.device}"
+                f"{cfg.model.name} ({n_params / 1e6:.2f} M parameters"
+                + (f"), T={cfg.model.timesteps}, " if self.spiking else ", ANN), ")
+                + f"{cfg.data.dataset}: {self.data.info['train_images']} train / "
+                f"{self.data.info['test_images']} test images, {self.steps_per_epoch} steps/epoch, "
+                + (f"RMP-Loss {rmp}, " if self.spiking else "")
+                + f"device {self.device}"
                 + (f" x {self.dist.world_size} processes" if self.dist.enabled else "")
             )
             self.save_checkpoint()  # a run killed in its first minutes can still be resumed
@@ -538,7 +452,7 @@ class Trainer:
             t0 = time.perf_counter()
             lam = 0.0
             for x, y in self.data.train.iterate(self.step):
-                x = prepare_batch(x, self.data, self.device)
+                x = self.data.prepare(x, self.device)
                 y = y.to(self.device, non_blocking=True)
                 loss, ce, reg, lam, out = self._train_step(x, y, epoch + self.step / self.steps_per_epoch)
                 bad = not bool(torch.isfinite(loss))
@@ -552,10 +466,8 @@ class Trainer:
                 if bad:
                     raise NonFiniteError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1} (global "
-                        f"step {self.global_step + 1}); the last good checkpoint "
-                        f"{self.run_dir / 'last.safetensors'} (epoch {self._saved[0] + 1}, step "
-                        f"{self._saved[1]}) is kept. Start a new run with a lower optim.lr (now "
-                        f"{self.scheduler.get_last_lr()[0]:.3g}) or with optim.grad_clip set"
+                        f"step {self.global_step + 1}){self._kept('; ')}. Start a new run with a lower "
+                        f"optim.lr (now {self.scheduler.get_last_lr()[0]:.3g}) or with optim.grad_clip set"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
@@ -652,14 +564,17 @@ class Trainer:
                         **self._info(),
                     )
         self._write_metrics(rec)
-        test = (
-            f"  test {rec['test_accuracy']:.4f}  q-err {rec['quantization_error']:.4f}"
-            if "test_accuracy" in rec
-            else ""
+        self.history.append(rec)
+        test = f"  test {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
+        if rec.get("quantization_error") is not None:
+            test += f"  q-err {rec['quantization_error']:.4f}"
+        loss = (
+            f"CE {rec['ce']:.4f}  RMP {rec['rmp']:.4f}  λ {rec['lambda']:.3f}"
+            if self.spiking
+            else (f"loss {rec['ce']:.4f}")
         )
         self.log(
-            f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  CE {rec['ce']:.4f}  RMP {rec['rmp']:.4f}  "
-            f"λ {rec['lambda']:.3f}  train {rec['train_accuracy']:.4f}{test}  "
+            f"epoch {epoch + 1:>3}/{cfg.optim.epochs}  {loss}  train {rec['train_accuracy']:.4f}{test}  "
             f"({rec['epoch_seconds']:.0f} s, {rec['train_images_per_s']:.0f} img/s)"
         )
         return rec
@@ -708,6 +623,24 @@ class Trainer:
         return summary
 
 
+def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The configuration of the run in ``run_dir``, checked to be resumable, with the overrides
+    a resumed run may change (where and how it runs, not what it computes)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the run's directory")
+    if not (run_dir / "last.safetensors").is_file():
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint (last.safetensors) to resume from; start it again"
+        )
+    bad = [o for o in (overrides or []) if o.split("=", 1)[0] not in _RESUMABLE_OVERRIDES]
+    if bad:
+        raise ConfigError(
+            f"cannot change {', '.join(bad)} when resuming (the run must continue as it began); "
+            f"allowed: {', '.join(_RESUMABLE_OVERRIDES)}"
+        )
+    return load_config(run_dir / "config.yaml", overrides)
+
+
 def train(
     config: str | Path | dict | TrainConfig | None = None,
     overrides: list[str] | dict | None = None,
@@ -719,20 +652,7 @@ def train(
     the summary (also written to ``RUN_DIR/summary.json``)."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the run's directory")
-        if not (run_dir / "last.safetensors").is_file():
-            raise CheckpointError(
-                f"{run_dir} has no checkpoint (last.safetensors) to resume from; start it again"
-            )
-        bad = [o for o in (overrides or []) if o.split("=", 1)[0] not in _RESUMABLE_OVERRIDES]
-        if bad:
-            raise ConfigError(
-                f"cannot change {', '.join(bad)} when resuming (the run must continue as it began); "
-                f"allowed: {', '.join(_RESUMABLE_OVERRIDES)}"
-            )
-        cfg = load_config(run_dir / "config.yaml", overrides)
-        trainer = Trainer(cfg, run_dir=run_dir, log=log)
+        trainer = Trainer(resume_config(run_dir, overrides), run_dir=run_dir, log=log)
     else:
         if isinstance(config, TrainConfig):  # overrides apply to a copy; the caller's config stays
             cfg = apply_overrides(copy.deepcopy(config), overrides) if overrides else config
