@@ -93,6 +93,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         out=str(out / "ann.safetensors"),
+        run_dir=str(out / "ann"),  # the ANN's run: metrics and checkpoints, like the direct runs
     )
     test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
     conv = conversion_experiment(

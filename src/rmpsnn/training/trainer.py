@@ -619,7 +619,8 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         if self._tb is not None:
             self._tb.close()
-        self.log(f"done: best test accuracy {self.best_accuracy:.4f}; run directory {self.run_dir}")
+        where = "" if self.temporary else f"; run directory {self.run_dir}"
+        self.log(f"done: best test accuracy {self.best_accuracy:.4f}{where}")
         return summary
 
 
