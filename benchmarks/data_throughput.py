@@ -116,7 +116,7 @@ def main(argv=None):
     }
     result["pipeline_images_per_s"] = {k: images_per_s(v, args.batches) for k, v in pipelines.items()}
 
-    events = EmulatedEvents(data.subset(np.arange(2000)), T=10, size=48, augment=True)
+    events = EmulatedEvents(data.subset(np.arange(2000)), timesteps=10, size=48, augment=True)
     ev_loader = torch.utils.data.DataLoader(
         events, batch_size=32, shuffle=True, num_workers=args.workers, collate_fn=collate_time_major
     )

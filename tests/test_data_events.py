@@ -154,12 +154,15 @@ def test_emulator_sees_edges_not_flat_images():
 def test_emulated_event_dataset_over_images():
     rng = np.random.default_rng(0)
     imgs = ImageArrays(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.arange(6) % 2, ["a", "b"])
-    ds = EmulatedEvents(imgs, T=5, size=32, steps=20)
+    ds = EmulatedEvents(imgs, timesteps=5, size=32, steps=20)
     x, y = ds[2]
     assert x.shape == (5, 2, 32, 32) and x.sum() > 0 and y == 0
     assert torch.equal(ds[2][0], x)  # deterministic per item
     frames, labels = collate_time_major([ds[i] for i in range(3)])
     assert frames.shape == (5, 3, 2, 32, 32) and labels.tolist() == [0, 1, 0]
+    with pytest.warns(DeprecationWarning, match="use timesteps="):  # the old keyword still works
+        old = EmulatedEvents(imgs, T=5, size=32, steps=20)
+    assert old.timesteps == 5 and torch.equal(old[2][0], x)
 
 
 def test_cifar10dvs_download_fails_fast_offline(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def test_fold_unfold_repeat():
     assert torch.equal(unfold_time(fold_time(x), 3), x)
     r = repeat_time(torch.randn(4, 5), 6)
     assert r.shape == (6, 4, 5) and torch.equal(r[0], r[5])
-    with pytest.raises(ValueError, match="multiple of T"):
+    with pytest.raises(ValueError, match="multiple of timesteps"):
         unfold_time(torch.randn(7, 2), 3)
 
 

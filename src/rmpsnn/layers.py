@@ -39,18 +39,20 @@ def fold_time(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(0, 1)
 
 
-def unfold_time(y: torch.Tensor, T: int) -> torch.Tensor:
-    """``[T*B, ...] -> [T, B, ...]``."""
-    if y.ndim < 1 or y.shape[0] % T:
-        raise InputError(f"unfold_time: leading dimension {tuple(y.shape)[:1]} is not a multiple of T={T}")
-    return y.unflatten(0, (T, y.shape[0] // T))
+def unfold_time(y: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """``[T*B, ...] -> [T, B, ...]`` with ``T = timesteps``."""
+    if y.ndim < 1 or y.shape[0] % timesteps:
+        raise InputError(
+            f"unfold_time: leading dimension {tuple(y.shape)[:1]} is not a multiple of timesteps={timesteps}"
+        )
+    return y.unflatten(0, (timesteps, y.shape[0] // timesteps))
 
 
-def repeat_time(x: torch.Tensor, T: int) -> torch.Tensor:
+def repeat_time(x: torch.Tensor, timesteps: int) -> torch.Tensor:
     """``[B, ...] -> [T, B, ...]`` by repetition (direct encoding), without copying memory."""
-    if T < 1:
-        raise InputError(f"T must be >= 1, got {T}")
-    return x.unsqueeze(0).expand((T, *x.shape))
+    if timesteps < 1:
+        raise InputError(f"timesteps must be >= 1, got {timesteps}")
+    return x.unsqueeze(0).expand((timesteps, *x.shape))
 
 
 class TimeFolded(nn.Sequential):

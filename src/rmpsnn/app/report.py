@@ -13,6 +13,7 @@ import base64
 import datetime as _dt
 import html
 import json
+from functools import partial
 from pathlib import Path
 
 from .. import __version__
@@ -24,13 +25,10 @@ from ..analysis.plots import (
     plot_membrane_distribution,
     plot_training_curves,
 )
-from ..checkpoint import load_model, resolve_checkpoint
 from ..devices import resolve_device
 from ..errors import InputError
-from ..training.config import load_config
-from ..training.distributed import Dist
 from ..training.rundir import read_metrics
-from ..training.trainer import build_data
+from ..training.runs import load_run
 
 __all__ = ["write_report"]
 
@@ -108,24 +106,20 @@ def _pct(x) -> str:
 def _training_run(run: Path, images: int, device: str) -> dict:
     """Metrics, summary and a monitored evaluation of the run's best checkpoint."""
     metrics = read_metrics(run / "metrics.jsonl")
-    ckpt = resolve_checkpoint(run)
     dev = resolve_device(device)
-    model, info = load_model(ckpt, device=dev)
-    cfg = load_config(info["config"], ["data.augment=none", f"data.test_limit={images}"])
-    data = build_data(cfg, Dist(device=dev))
-    prep = lambda x: data.prepare(x, dev)  # noqa: E731
-    stats = collect_layer_stats(
-        model, data.test(), v_th=float(cfg.model.kwargs.get("v_th", 0.5)), prepare=prep
-    )
+    loaded = load_run(run, device=dev, overrides=[f"data.test_limit={images}"])
+    model, data = loaded.model, loaded.data
+    prep = partial(data.prepare, device=dev)
+    stats = collect_layer_stats(model, data.test(), v_th=loaded.v_th, prepare=prep)
     ops = count_operations(model, data.test(), prepare=prep)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     return {
-        "cfg": cfg,
+        "cfg": loaded.cfg,
         "metrics": metrics,
         "stats": stats,
         "ops": ops,
         "summary": summary,
-        "checkpoint": ckpt,
+        "checkpoint": loaded.checkpoint,
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,17 +122,27 @@ def write_aedat(path: str | Path, events: np.ndarray) -> None:
     Path(path).write_bytes(header + words.tobytes())
 
 
+def _timesteps_alias(timesteps: int, T: int | None) -> int:
+    """``T=`` is the old name of ``timesteps=`` (still accepted, with a warning)."""
+    if T is None:
+        return timesteps
+    warnings.warn("T= is deprecated; use timesteps=", DeprecationWarning, stacklevel=3)
+    return T
+
+
 # ----------------------------------------------------------------------------- frames
 def events_to_frames(
-    events: np.ndarray, T: int, size: tuple[int, int] = (SENSOR, SENSOR), split_by: str = "number"
+    events: np.ndarray, timesteps: int, size: tuple[int, int] = (SENSOR, SENSOR), split_by: str = "number"
 ) -> np.ndarray:
-    """Integrate events into ``T`` frames ``[T, 2, H, W]`` of event counts (channel = polarity).
+    """Integrate events into ``T = timesteps`` frames ``[T, 2, H, W]`` of event counts (channel =
+    polarity).
 
     ``split_by="number"``: each frame gets an equal share of the events (SpikingJelly's
     convention, used by most CIFAR10-DVS results); ``"time"``: equal time windows.
     """
-    if T < 1:
-        raise InputError(f"T must be >= 1, got {T}")
+    if timesteps < 1:
+        raise InputError(f"timesteps must be >= 1, got {timesteps}")
+    T = timesteps
     H, W = size
     n = len(events)
     frames = np.zeros(T * 2 * H * W, dtype=np.float32)
@@ -192,7 +203,7 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         root: str | Path,
         split: str = "train",
         *,
-        T: int = 10,
+        timesteps: int = 10,
         size: int = 48,
         split_by: str = "number",
         augment: bool | None = None,
@@ -201,7 +212,9 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         cache_root: str | Path | None = None,
         train_fraction: float = 0.9,
         download: bool = False,
+        T: int | None = None,
     ):
+        timesteps = _timesteps_alias(timesteps, T)
         if split not in ("train", "test"):
             raise InputError(f"split must be 'train' or 'test', got {split!r}")
         if download:
@@ -242,7 +255,7 @@ class CIFAR10DVS(torch.utils.data.Dataset):
             files += chosen
             labels += [c] * len(chosen)
         self.files, self.labels = files, np.asarray(labels, dtype=np.int64)
-        self.T, self.size, self.split_by, self.seed = T, size, split_by, seed
+        self.timesteps, self.size, self.split_by, self.seed = timesteps, size, split_by, seed
         self.augment = (split == "train") if augment is None else augment
         self.epoch = 0
         self.frames = self._load_frames(cache, cache_root)
@@ -266,13 +279,13 @@ class CIFAR10DVS(torch.utils.data.Dataset):
         return root
 
     def _integrate(self, f: Path) -> np.ndarray:
-        frames = events_to_frames(read_aedat(f), self.T, split_by=self.split_by)
+        frames = events_to_frames(read_aedat(f), self.timesteps, split_by=self.split_by)
         return _resize_frames(torch.from_numpy(frames), self.size).numpy().astype(np.float16)
 
     def _load_frames(self, cache: bool, cache_root) -> np.ndarray:
         if not cache:
             return np.stack([self._integrate(f) for f in self.files]) if self.files else np.zeros(0)
-        h = hashlib.sha256(f"{self.T}|{self.size}|{self.split_by}".encode())
+        h = hashlib.sha256(f"{self.timesteps}|{self.size}|{self.split_by}".encode())
         for f in self.files:
             st = f.stat()  # the modification time too: an edit that keeps the size must not hit the cache
             h.update(f"{f.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -406,15 +419,18 @@ class EmulatedEvents(torch.utils.data.Dataset):
         self,
         images,
         *,
-        T: int = 10,
+        timesteps: int = 10,
         size: int = 48,
         augment: bool = False,
         seed: int = 0,
         split_by: str = "number",
+        T: int | None = None,
         **emulator_kwargs,
     ):
+        timesteps = _timesteps_alias(timesteps, T)
         self.images = images
-        self.T, self.size, self.augment, self.seed, self.split_by = T, size, augment, seed, split_by
+        self.timesteps, self.size, self.augment = timesteps, size, augment
+        self.seed, self.split_by = seed, split_by
         self.emulator_kwargs = emulator_kwargs
         self.epoch = 0
 
@@ -434,7 +450,7 @@ class EmulatedEvents(torch.utils.data.Dataset):
         img, label = self._item(i)
         ev = emulate_events(img, seed=mix_seed(self.seed, i) % (2**32), **self.emulator_kwargs)
         sensor = self.emulator_kwargs.get("sensor_size", SENSOR)
-        frames = torch.from_numpy(events_to_frames(ev, self.T, (sensor, sensor), self.split_by))
+        frames = torch.from_numpy(events_to_frames(ev, self.timesteps, (sensor, sensor), self.split_by))
         frames = _resize_frames(frames, self.size)
         if self.augment:
             frames = augment_event_frames(

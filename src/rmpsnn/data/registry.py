@@ -302,7 +302,7 @@ def _synthetic(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
 
 @register_dataset("cifar10-dvs")
 def _cifar10_dvs(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
-    kw = {"T": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
+    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
     train = CIFAR10DVS(cfg.root, "train", download=cfg.download, **kw)
     test = CIFAR10DVS(cfg.root, "test", **kw)
     return dataset_bundle(
@@ -315,7 +315,7 @@ def _emulated_dvs(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
     """DVS-like events emulated from the static image set at ``root`` (an offline stand-in for
     CIFAR10-DVS)."""
     base = dataclasses.replace(cfg, dataset="images")
-    kw = {"T": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
+    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
     base_train = image_arrays(base, "train", ctx.seed).balanced(cfg.train_limit, ctx.seed)
     base_test = image_arrays(base, "test", ctx.seed).balanced(cfg.test_limit, ctx.seed)
     train = EmulatedEvents(base_train, augment=True, **kw)

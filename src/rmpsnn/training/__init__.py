@@ -6,12 +6,14 @@ from ..checkpoint import CheckpointError, load_model, resolve_checkpoint, save_m
 from ..evaluation import evaluate_arrays, normalised
 from .ann import ann_config, train_ann
 from .config import ConfigError, TrainConfig, load_config
+from .runs import LoadedRun, load_run
 from .state import load_state, save_state
 from .trainer import Trainer, evaluate_model, train
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "LoadedRun",
     "TrainConfig",
     "Trainer",
     "ann_config",
@@ -19,6 +21,7 @@ __all__ = [
     "evaluate_model",
     "load_config",
     "load_model",
+    "load_run",
     "load_state",
     "normalised",
     "resolve_checkpoint",

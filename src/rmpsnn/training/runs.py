@@ -1,0 +1,59 @@
+"""Open a finished (or running) training run for evaluation: the one place that turns a run
+directory or checkpoint into its model, configuration and test data (``rmpsnn evaluate``, the
+report)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_model, resolve_checkpoint
+from ..data.registry import DataBundle
+from ..errors import InputError
+from .config import TrainConfig, load_config
+from .distributed import Dist
+from .trainer import build_data
+
+__all__ = ["LoadedRun", "load_run"]
+
+
+@dataclass
+class LoadedRun:
+    checkpoint: Path
+    model: nn.Module
+    info: dict
+    cfg: TrainConfig
+    data: DataBundle
+
+    @property
+    def v_th(self) -> float:
+        return float(self.cfg.model.kwargs.get("v_th", 0.5))
+
+
+def load_run(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    overrides: list[str] | None = None,
+    timesteps: int | None = None,
+) -> LoadedRun:
+    """The model of ``path`` (a run directory: its best checkpoint; or a ``.safetensors`` of
+    ``rmpsnn train``/``train-ann``) with its configuration (``overrides`` applied; augmentation
+    off) and the data it was trained on; ``timesteps`` evaluates a spiking model at another T."""
+    checkpoint = resolve_checkpoint(path)
+    device = torch.device(device)
+    model, info = load_model(checkpoint, device=device)
+    if "config" not in info:
+        raise InputError(
+            f"{checkpoint} was not written by `rmpsnn train` or `train-ann`; it stores no data configuration"
+        )
+    overrides = ["data.augment=none", *(overrides or [])]
+    if timesteps is not None:
+        model.timesteps = timesteps
+        overrides.append(f"model.timesteps={timesteps}")
+    cfg = load_config(info["config"], overrides)
+    return LoadedRun(checkpoint, model, info, cfg, build_data(cfg, Dist(device=device)))
