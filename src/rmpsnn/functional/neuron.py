@@ -299,6 +299,27 @@ def _dummy(dtype=torch.float32, device=None):
     return torch.empty((1, 1), dtype=dtype, device=device)
 
 
+def _forward_buffers(x2, need_upre, compact_radius):
+    """The outputs both fused forwards fill: ``(store, spikes, upre, codes, ulast, radius)``;
+    ``store`` is 1 (u_pre kept in ``x2``'s dtype), 2 (as uint16 codes) or 0 (not kept), and the
+    unused buffers are 1-element dummies."""
+    T, N = x2.shape
+    dev = x2.device
+    store = 1 if need_upre else (2 if compact_radius is not None else 0)
+    spikes = torch.empty_like(x2)
+    upre = torch.empty_like(x2) if store == 1 else _dummy(x2.dtype, dev)
+    codes = torch.empty((T, N), dtype=torch.uint16, device=dev) if store == 2 else _dummy(torch.uint16, dev)
+    ulast = torch.empty(N, dtype=x2.dtype, device=dev)
+    radius = compact_radius if compact_radius is not None else 1.0
+    return store, spikes, upre, codes, ulast, radius
+
+
+def _surrogate_constants(sg) -> tuple[float, float, float]:
+    """``(a, b, c)`` of a built-in surrogate for the kernels (``c`` normalises InfLoR's tanh)."""
+    a, b = sg.kernel_params
+    return a, b, (a / (2 * b * math.tanh(a / 2)) if sg.kernel_id == 0 else 0.0)
+
+
 def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
     """x2: [T, N] float32 contiguous; v0: _Param or None.
 
@@ -306,13 +327,7 @@ def _cpu_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
     (the surrogate's support half-width), else not at all.  Returns (spikes, upre, codes, ulast).
     """
     k = cpu_kernels()
-    T, N = x2.shape
-    store = 1 if need_upre else (2 if compact_radius is not None else 0)
-    spikes = torch.empty_like(x2)
-    upre = torch.empty_like(x2) if store == 1 else _dummy()
-    codes = torch.empty((T, N), dtype=torch.uint16) if store == 2 else _dummy(torch.uint16)
-    ulast = torch.empty(N, dtype=x2.dtype)
-    radius = compact_radius if compact_radius is not None else 1.0
+    store, spikes, upre, codes, ulast, radius = _forward_buffers(x2, need_upre, compact_radius)
     v0_flat = v0.flat if v0 is not None else _dummy()[0]
     run_kernel(
         k.lif_forward,
@@ -342,8 +357,7 @@ def _cpu_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, compact_radi
     compact = compact_radius is not None
     gx = torch.empty((T, N), dtype=torch.float32) if out is None else out
     gv0 = torch.empty(N, dtype=torch.float32)
-    a, b = sg.kernel_params
-    c = a / (2 * b * math.tanh(a / 2)) if sg.kernel_id == 0 else 0.0
+    a, b, c = _surrogate_constants(sg)
 
     def arr(g):
         return (g.contiguous().reshape(T, N) if g is not None else _dummy()).numpy()
@@ -386,13 +400,7 @@ def _triton_forward(x2, v0, th, tau, hard, need_upre, compact_radius=None):
     float16 or bfloat16 (arithmetic in float32).  u_pre is kept in ``x2``'s dtype."""
     k = triton_kernels()
     T, N = x2.shape
-    store = 1 if need_upre else (2 if compact_radius is not None else 0)
-    dev = x2.device
-    spikes = torch.empty_like(x2)
-    upre = torch.empty_like(x2) if store == 1 else _dummy(x2.dtype, dev)
-    codes = torch.empty((T, N), dtype=torch.uint16, device=dev) if store == 2 else _dummy(torch.uint16, dev)
-    ulast = torch.empty(N, dtype=x2.dtype, device=dev)
-    radius = compact_radius if compact_radius is not None else 1.0
+    store, spikes, upre, codes, ulast, radius = _forward_buffers(x2, need_upre, compact_radius)
     v0_flat = v0.flat if v0 is not None else th.flat
     if N:
         k.lif_forward_kernel[k.grid(N, k.BLOCK)](
@@ -429,8 +437,7 @@ def _triton_backward(gs, gu, gl, saved, th, tau, hard, reset_grad, sg, dtype, co
     compact = compact_radius is not None
     gx = torch.empty((T, N), dtype=dtype, device=dev) if out is None else out
     gv0 = torch.empty(N, dtype=torch.float32, device=dev)
-    a, b = sg.kernel_params
-    c = a / (2 * b * math.tanh(a / 2)) if sg.kernel_id == 0 else 0.0
+    a, b, c = _surrogate_constants(sg)
     dummy = _dummy(device=dev)
 
     def arr(g):
