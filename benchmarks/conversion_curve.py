@@ -7,10 +7,11 @@ On CIFAR-10 from ../shared/data (the JPEG copy):
      - as RMP-SNN: soft reset (RMP neuron) and hard reset, same threshold balancing (--balance,
        spike-max by default), membranes from 0, no calibration ("soft", "hard");
      - with rmpsnn's defaults, ``convert(ann, calib)``: per-channel MSE thresholds, θ/2 initial
-       potential, layer-wise bias correction, soft and hard reset ("default", "default-hard"),
-       and soft reset with per-layer thresholds ("default-per-layer");
-     and the QCFS ANN with its trained thresholds and v_init = θ/2, without ("qcfs") and with
-     ("qcfs-calibrated") bias correction;
+       potential, layer-wise bias correction, signed neurons with soft reset ("default"), the same
+       with plain IF neurons ("default-plain"), hard reset ("default-hard"), and soft reset with
+       per-layer thresholds ("default-per-layer");
+     and the QCFS ANN with its trained thresholds and v_init = θ/2, signed ("qcfs") or plain
+     ("qcfs-plain") neurons, and with bias correction ("qcfs-calibrated");
   3. evaluate every SNN at T = 1, 2, 4, ..., --tmax (--tmax-calibrated for the calibrated and QCFS
      variants, which get there early) from one simulation each, on --test-images class-balanced
      test images (the ANNs on the same images and on the full test set);
@@ -124,9 +125,11 @@ def main(argv=None):
         "soft": ("relu", "soft", rmp_snn, args.tmax),
         "hard": ("relu", "hard", rmp_snn, args.tmax),
         "default": ("relu", "soft", cal_t, args.tmax_calibrated),
+        "default-plain": ("relu", "soft", {**cal_t, "signed": False}, args.tmax_calibrated),
         "default-per-layer": ("relu", "soft", {**cal_t, "per_channel": False}, args.tmax_calibrated),
         "default-hard": ("relu", "hard", cal_t, args.tmax_calibrated),
         "qcfs": ("qcfs", "soft", {}, args.tmax_calibrated),
+        "qcfs-plain": ("qcfs", "soft", {"signed": False}, args.tmax_calibrated),
         "qcfs-calibrated": ("qcfs", "soft", {**cal_t, "calibrate": "bias"}, args.tmax_calibrated),
     }
     for name, (act, reset, kwargs, tmax) in variants.items():
@@ -147,6 +150,7 @@ def main(argv=None):
         r["balance"], r["reset"], r["balance_seconds"] = snn.balance, reset, t_bal
         r["calibration"] = snn.calibration
         r["v_init"] = snn.if_nodes[0].v_init
+        r["signed"] = snn.signed
         r["thresholds"] = snn.thresholds()
         result["snn"][name] = r
         acc = ", ".join(f"T={t}:{a:.3f}" for t, a in zip(r["timesteps"], r["accuracy"], strict=True))

@@ -293,7 +293,7 @@ def test_converted_layers_are_if_neurons_and_neuron_tools_work_on_them():
     twin = convert(ann, x, balance="act-max", calibrate="none", scale=0.5)
     twin.load_state_dict(old)
     assert torch.equal(twin(x, 8), snn(x, 8))
-    half = convert(ann, x, balance="act-max", calibrate="none", v_init="half")
+    half = convert(ann, x, balance="act-max", calibrate="none", v_init="half", signed=False)
     assert not torch.equal(snn(x, 8), half(x, 8))
     for node in snn.if_nodes:
         node.v_init = 0.5  # a fraction of θ: here θ/2, whatever θ is

@@ -138,7 +138,7 @@ def test_converted_snn_round_trips_through_nir(tmp_path, v_init):
     torch.manual_seed(0)
     ann = _TinyResidualANN().eval()  # the residual addition becomes summed edges
     x = torch.randn(8, 3, 12, 12)
-    snn = convert(ann, x, v_init=v_init)
+    snn = convert(ann, x, v_init=v_init, signed=False)  # NIR has no negative spikes
     ref = snn(x, 8)[-1]
     with pytest.raises(NIRExportError, match="soft reset"):
         to_nir(snn, x[:1], timesteps=8)
@@ -162,7 +162,7 @@ def test_calibrated_conversion_exports_and_an_unfoldable_bias_is_refused(tmp_pat
         torch.nn.Flatten(), torch.nn.Linear(36, 2),
     )  # fmt: skip
     x = torch.randn(16, 3, 8, 8)
-    snn = convert(ann, x, calibration_timesteps=8)
+    snn = convert(ann, x, calibration_timesteps=8, signed=False)
     assert snn.if_nodes[1].bias is not None
     with pytest.raises(NIRExportError, match=r"calibration bias of its own.*calibrate='none'"):
         to_nir(snn, x[:1], tmp_path / "x.nir", allow_lossy_reset=True, timesteps=4)

@@ -93,6 +93,7 @@ _CONVERT_FLAGS = {
     "per_channel": "conversion.per_channel",
     "encoding": "conversion.encoding",
     "v_init": "conversion.v_init",
+    "signed": "conversion.signed",
     "balance_timesteps": "conversion.balance_timesteps",
     "calib": "conversion.calib_images",
     "timesteps": "eval.timesteps",
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser(
         "quickstart",
-        help="both routes on offline data in ~4 min: conversion soft vs hard reset, RMP-Loss on/off, report",
+        help="both routes on offline data in ~5 min: conversion soft vs hard reset, RMP-Loss on/off, report",
     )
     q.add_argument(
         "--data", default="auto", help="auto (shared CIFAR-10, else digits), shared, digits, or a path"
@@ -421,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one threshold per channel (default: per channel for mse, per layer for the other methods)",
     )
     c.add_argument("--encoding", choices=["direct", "poisson"], help="input encoding (direct)")
+    c.add_argument(
+        "--signed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="signed IF neurons that take back over-fired spikes (default: on with soft reset and a θ/2 "
+        "start, i.e. for the default conversion; off for RMP-SNN as published)",
+    )
     c.add_argument(
         "--v-init",
         help="initial potential: auto (the default: half when calibrating or for QCFS, else none), half, "

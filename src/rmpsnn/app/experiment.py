@@ -94,6 +94,7 @@ def conversion_experiment(
         r["balance"], r["reset"] = snn.balance, snn.reset
         r["calibrated"] = snn.calibration is not None
         r["v_init"] = snn.if_nodes[0].v_init
+        r["signed"] = snn.signed
         r["convert_seconds"] = t_convert
         result["variants"][label] = r
         log(
@@ -135,6 +136,7 @@ class ConversionSection:
     per_channel: bool | None = None
     encoding: str = field(default="direct", metadata={"choices": ("direct", "poisson")})
     v_init: str = "auto"  # auto, half, none, or a fraction of θ
+    signed: bool | None = None  # signed IF neurons; null = auto (on with soft reset and θ/2)
     balance_timesteps: int = 64
     calib_images: int = 128
 
@@ -251,6 +253,7 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
         per_channel=c.per_channel,
         encoding=c.encoding,
         v_init=cfg.v_init(),
+        signed="auto" if c.signed is None else c.signed,
         balance_timesteps=c.balance_timesteps,
         log=log,
     )

@@ -1,9 +1,9 @@
 """``rmpsnn quickstart``: both of rmpsnn's routes on real data in a few minutes on a CPU.
 
-1. Train a small ReLU ANN and convert it three ways: rmpsnn's default (calibrated) conversion with
-   soft reset (RMP neurons) and the same with hard reset -- the RMP-SNN comparison -- and RMP-SNN
-   exactly as published (spike-max thresholds, no calibration); evaluate each over
-   T = 1, 2, 4, ..., 64 next to the ANN.
+1. Train a small ReLU ANN and convert it four ways: rmpsnn's default conversion (calibrated, soft
+   reset, signed neurons), the calibrated conversion with plain soft-reset (RMP) neurons and the
+   same with hard reset -- the RMP-SNN comparison -- and RMP-SNN exactly as published (spike-max
+   thresholds, no calibration); evaluate each over T = 1, 2, 4, ..., 64 next to the ANN.
 2. Train a small spiking CNN directly, with and without RMP-Loss (same seed, data and epochs),
    and compare accuracy and quantisation error.
 3. Write a report (accuracy vs T, membrane-potential distributions, firing rates, energy) to
@@ -31,10 +31,12 @@ from .report import write_report
 
 __all__ = ["CONVERSION_VARIANTS", "run_quickstart"]
 
-# label -> convert() arguments.  The first two differ only in the reset: the RMP-SNN comparison,
-# with rmpsnn's default thresholds and calibration; the third is RMP-SNN as published.
+# label -> convert() arguments.  The first is rmpsnn's default conversion; the next two differ only
+# in the reset -- the RMP-SNN comparison, with rmpsnn's thresholds and calibration and plain IF
+# neurons; the last is RMP-SNN as published.
 CONVERSION_VARIANTS = {
-    "soft reset (RMP), calibrated": {"reset": "soft"},
+    "rmpsnn default (soft, signed)": {},
+    "soft reset (RMP), calibrated": {"reset": "soft", "signed": False},
     "hard reset, calibrated": {"reset": "hard"},
     "soft reset, spike-max (RMP-SNN)": {"reset": "soft", "balance": "spike-max", "calibrate": "none"},
 }

@@ -26,11 +26,14 @@ activation it replaces, layer by layer (Li et al., ICML 2021; see :mod:`.calibra
 ``scale`` multiplies every threshold (factors below 1 trade accuracy for latency, as in
 RMP-SNN); ``per_channel=True`` balances each channel separately.  ``v_init="half"`` starts every
 membrane at θ/2 (the default for QCFS networks and calibrated conversions), which centres the
-quantisation error.
+quantisation error, and ``signed=True`` lets a neuron that over-fired emit negative spikes
+(signed IF neurons with memory, Wang et al., IJCAI 2022; the default with soft reset and θ/2),
+so that its spike count follows the ANN activation within a few steps.
 
 The defaults -- ``convert(ann, calibration_data)`` -- give the best accuracy at few time steps
-rmpsnn offers for a ReLU network (per-channel mse thresholds, θ/2 start, bias correction; for
-QCFS networks their trained thresholds and θ/2, without calibration).  RMP-SNN exactly as published is
+rmpsnn offers for a ReLU network (per-channel mse thresholds, θ/2 start, signed neurons, bias
+correction; for QCFS networks their trained thresholds, θ/2 and signed neurons, without
+calibration).  RMP-SNN exactly as published is
 ``convert(ann, data, balance="spike-max", calibrate="none")`` (soft reset, membranes from 0).
 """
 
@@ -95,6 +98,7 @@ class ConvertedSNN(nn.Module):
         self.seed = seed
         self.chunk = chunk
         self.calibration: dict | None = None  # set by convert(calibrate="bias"): per-layer errors
+        self.signed = False  # signed IF neurons (set by convert)
 
     @property
     def if_nodes(self) -> list[IFNode]:
@@ -169,6 +173,7 @@ def convert(
     per_channel: bool | None = None,
     encoding: str = "direct",
     v_init: str | float | None = "auto",
+    signed: bool | str = "auto",
     balance_timesteps: int = 64,
     calibration_timesteps: int = 16,
     calibration_iterations: int = 3,
@@ -196,6 +201,10 @@ def convert(
             spikes, signed, scaled by the calibration inputs' max |x|; seeded by ``seed``).
         v_init: initial membrane potential: ``None`` (0), ``"half"`` (θ/2), a fraction of θ, or
             ``"auto"`` (``"half"`` for QCFS networks and calibrated conversions, else 0).
+        signed: signed IF neurons with memory (:func:`~rmpsnn.functional.signed_if_multistep`,
+            Wang et al. 2022): a neuron that over-fired takes spikes back, so its count tracks
+            the ANN activation at few steps; ``"auto"``: on with soft reset and the θ/2 start
+            (the default conversion), off otherwise (RMP-SNN as published keeps plain IF neurons).
         balance_timesteps: steps simulated for ``"spike-max"`` (all layers in one simulation).
         calibration_timesteps: the horizon ``T`` that ``"mse"`` thresholds and the bias
             correction are tuned for (accuracy is best around it and holds for longer ``T``).
@@ -235,6 +244,12 @@ def convert(
         calibrate = "bias" if calibration_data is not None and not is_qcfs else "none"
     if v_init == "auto":
         v_init = "half" if (is_qcfs or calibrate != "none") else None
+    if signed == "auto":
+        signed = reset == "soft" and v_init == "half"
+    if not isinstance(signed, bool):
+        raise InputError(f"signed must be True, False or 'auto', got {signed!r}")
+    if signed and reset != "soft":
+        raise InputError("signed neurons take spikes back by adding θ: they need reset='soft'")
     graph, if_names = build_snn_graph(ann, reset=reset, maxpool=maxpool)
     device = next((p.device for p in ann.parameters()), torch.device("cpu"))
     batches = None
@@ -256,6 +271,7 @@ def convert(
     for m in nodes:
         m.v_init = v_init
         m.per_channel = per_channel
+        m.signed = signed
 
     with _Progress(
         progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
@@ -288,7 +304,7 @@ def convert(
             )
     for m in nodes:
         m.reset_stats()
-    snn.balance, snn.reset, snn.scale = balance, reset, scale
+    snn.balance, snn.reset, snn.scale, snn.signed = balance, reset, scale, signed
     return snn
 
 

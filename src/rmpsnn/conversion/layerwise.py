@@ -48,10 +48,12 @@ def run_if(
 
 
 class _Spikes:
-    """An IF layer's output ``spikes · θ`` stored as 1-byte spikes and its θ."""
+    """An IF layer's output ``spikes · θ`` stored as 1-byte spikes (signed neurons: -1/0/+1) and
+    its θ."""
 
     def __init__(self, out: torch.Tensor, node: IFNode):
-        self.spikes = out != 0  # θ > 0, so a non-zero output is a spike
+        # θ > 0, so the output's sign is the spike's
+        self.spikes = torch.sign(out).to(torch.int8) if node.signed else out != 0
         self.theta = node._theta(out)
         self.dtype = out.dtype
 

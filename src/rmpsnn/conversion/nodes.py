@@ -17,6 +17,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from ..functional import signed_if_multistep
 from ..neurons import IF
 
 __all__ = ["IFNode", "add_per_channel"]
@@ -43,6 +44,11 @@ class IFNode(IF):
     stand in for the node (:mod:`rmpsnn.conversion.observers`), or by hooks.  ``threshold`` is
     another name for ``v_th``; ``per_channel`` says whether balancing gives one θ per channel.
     ``v_init`` is ``None`` (0), ``"half"`` (θ/2) or a number: a fraction of θ.
+
+    ``signed = True`` makes them signed IF neurons with memory
+    (:func:`~rmpsnn.functional.signed_if_multistep`): a neuron that has fired emits a negative
+    spike (output ``-θ``) when its potential drops below 0, so its spike count tracks the
+    quantised ANN activation instead of over-counting after late negative input.
     """
 
     def __init__(self, name: str, reset: str = "soft", ann_activation: nn.Module | None = None):
@@ -57,6 +63,8 @@ class IFNode(IF):
         self.spike_count: torch.Tensor | float = 0.0  # since reset_stats (not saved)
         self.neuron_steps = 0.0
         self._v_init_fraction: float | None = None
+        self.signed = False
+        self.count: torch.Tensor | None = None  # net spikes so far (signed neurons)
 
     @property
     def v_init(self):
@@ -83,6 +91,10 @@ class IFNode(IF):
             state_dict[prefix + "v_th"] = state_dict.pop(old)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.count = None
+
     def reset_stats(self) -> None:
         self.spike_count, self.neuron_steps = 0.0, 0.0
 
@@ -99,10 +111,28 @@ class IFNode(IF):
         xt = x.unflatten(0, (self.chunk, x.shape[0] // self.chunk))
         if self.v is None and self._v_init_fraction is not None:
             self.v = self._theta(xt[0]) * self._v_init_fraction
-        spikes = super().forward(xt)  # the IF neuron over the chunk's steps
-        self.spike_count = self.spike_count + spikes.sum()  # a tensor: no device sync per chunk
+        if self.signed:
+            spikes = self._signed(xt)
+        else:
+            spikes = super().forward(xt)  # the IF neuron over the chunk's steps
+        # spikes of either sign cost a synaptic event; a tensor: no device sync per chunk
+        self.spike_count = self.spike_count + (spikes.abs().sum() if self.signed else spikes.sum())
         self.neuron_steps += spikes.numel()
         return (spikes * self._theta(xt[0]).unsqueeze(0)).flatten(0, 1)
+
+    def _signed(self, xt: torch.Tensor) -> torch.Tensor:
+        th = self._theta(xt[0])
+        v0 = self.v
+        if v0 is None:
+            v0 = (
+                th / 2 if self._params.v_init == "half" else torch.zeros((), dtype=xt.dtype, device=xt.device)
+            )
+        record = bool(self._membrane_sinks)
+        out = signed_if_multistep(xt, th, v_init=v0, count_init=self.count, return_membrane=record)
+        spikes, self.v, self.count = out[:3]
+        for sink in self._membrane_sinks:  # MembraneRecorder and monitors see signed neurons too
+            sink._record(self, out[3])
+        return spikes
 
     @property
     def firing_rate(self) -> float:
@@ -111,4 +141,5 @@ class IFNode(IF):
 
     def extra_repr(self) -> str:
         th = f"{float(self.v_th):.4g}" if self.v_th.ndim == 0 else f"per-channel[{self.v_th.numel()}]"
-        return f"threshold={th}, reset={self.reset!r}, v_init={self.v_init!r}"
+        signed = ", signed=True" if self.signed else ""
+        return f"threshold={th}, reset={self.reset!r}, v_init={self.v_init!r}{signed}"

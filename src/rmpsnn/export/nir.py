@@ -208,6 +208,11 @@ class _Builder:
     def converted_if(self, m, key: str, inp: list[str]) -> list[str]:
         """A conversion ``IFNode`` (output = spike · θ): NIR ``IF`` then ``Scale(θ)``."""
         nir = self.nir
+        if m.signed:
+            raise NIRExportError(
+                f"{key}: signed IF neurons (negative spikes) have no NIR equivalent; convert with "
+                f"signed=False to export"
+            )
         if m.bias is not None:
             raise NIRExportError(
                 f"{key}: this IF layer keeps a calibration bias of its own (nothing in front of it could "

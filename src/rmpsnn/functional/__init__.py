@@ -12,6 +12,7 @@ from .neuron import (
     if_multistep,
     lif_multistep,
     lif_multistep_state,
+    signed_if_multistep,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "if_multistep",
     "lif_multistep",
     "lif_multistep_state",
+    "signed_if_multistep",
 ]

@@ -56,6 +56,7 @@ __all__ = [
     "if_multistep",
     "lif_multistep",
     "lif_multistep_state",
+    "signed_if_multistep",
 ]
 
 RESETS = ("hard", "soft")
@@ -843,3 +844,48 @@ def if_multistep(
         membrane_storage=membrane_storage,
         **neuron,
     )
+
+
+@torch.no_grad()
+def signed_if_multistep(
+    x: torch.Tensor,
+    v_th: float | torch.Tensor = 1.0,
+    *,
+    v_init: torch.Tensor | float = 0.0,
+    count_init: torch.Tensor | None = None,
+    return_membrane: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Signed IF neurons with memory (Wang et al., IJCAI 2022), for converted networks: a neuron
+    that has fired may take a spike back when its potential drops below zero.
+
+    ``x``: ``[T, ...]`` input currents; ``v_th``: a number or a tensor broadcastable to one step.
+    With ``n`` the net spike count so far (``n[-1] = count_init``, default 0)::
+
+        u[t] = v[t-1] + x[t]                                   (v[-1] = v_init)
+        o[t] = +1 if u[t] >= v_th;  -1 if u[t] < 0 and n[t-1] > 0;  else 0
+        v[t] = u[t] - v_th o[t]                                (soft reset, both signs)
+        n[t] = n[t-1] + o[t]
+
+    ``n[t] v_th + v[t] = v_init + Σ x`` at every step, so while ``0 <= v < v_th`` the count is
+    ``floor((v_init + Σ x) / v_th)`` -- with ``v_init = v_th/2`` exactly the quantised,
+    shifted ReLU of a QCFS ANN (Bu et al., ICLR 2022) -- instead of over-counting when a late
+    negative input follows early spikes (the "unevenness error" of plain IF neurons).  At most one
+    spike (of either sign) per step.  Inference only.  Returns ``(spikes in {-1, 0, 1}, v[T-1],
+    n[T-1])``, plus ``u`` (``[T, ...]``, before the spikes) with ``return_membrane``.
+    """
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise InputError(f"signed_if_multistep: x must be [T, ...] with T >= 1, got {tuple(x.shape)}")
+    th = torch.as_tensor(v_th, dtype=x.dtype, device=x.device)
+    v = torch.as_tensor(v_init, dtype=x.dtype, device=x.device).expand(x.shape[1:]).clone()
+    n = torch.zeros_like(v) if count_init is None else count_init.to(v.dtype).clone()
+    spikes = torch.empty_like(x)
+    upre = torch.empty_like(x) if return_membrane else None
+    for t in range(x.shape[0]):
+        v += x[t]
+        if upre is not None:
+            upre[t] = v
+        o = (v >= th).to(x.dtype) - ((v < 0) & (n > 0)).to(x.dtype)
+        v -= o * th
+        n += o
+        spikes[t] = o
+    return (spikes, v, n, upre) if return_membrane else (spikes, v, n)
