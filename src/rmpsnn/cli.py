@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser(
         "quickstart",
-        help="both routes on offline data in ~5 min: conversion soft vs hard reset, RMP-Loss on/off, report",
+        help="both routes on offline data in ~4 min: conversion soft vs hard reset, RMP-Loss on/off, report",
     )
     q.add_argument(
         "--data", default="auto", help="auto (shared CIFAR-10, else digits), shared, digits, or a path"
