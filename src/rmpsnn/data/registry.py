@@ -198,12 +198,18 @@ def image_arrays(cfg: DataConfig, split: str, seed: int = 0) -> ImageArrays:
     return entry.arrays(cfg, split, seed)
 
 
+def _limited(data: ImageArrays, limit: int | None, seed: int) -> ImageArrays:
+    """A class-balanced subset of ``limit`` images; a limit the set does not exceed keeps it
+    whole (e.g. the synthetic set, generated at its limit)."""
+    return data if limit is None or len(data) <= limit else data.balanced(limit, seed)
+
+
 def image_bundle(cfg: DataConfig, ctx: LoaderContext, arrays: Callable) -> DataBundle:
     """Loaders over in-memory images: class-balanced ``train_limit``/``test_limit`` subsets,
     normalisation with the training subset's channel statistics, random crop (padding size/8)
     and flip, optional Cutout and AutoAugment."""
-    train = arrays(cfg, "train", ctx.seed).balanced(cfg.train_limit, ctx.seed)
-    test = arrays(cfg, "test", ctx.seed).balanced(cfg.test_limit, ctx.seed)
+    train = _limited(arrays(cfg, "train", ctx.seed), cfg.train_limit, ctx.seed)
+    test = _limited(arrays(cfg, "test", ctx.seed), cfg.test_limit, ctx.seed)
     require_classes(train)
     mean, std = channel_stats(train)
     size = train.images.shape[-1]
