@@ -108,8 +108,8 @@ _CONVERT_FLAGS = {
 def _flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict:
     """``key=value`` overrides, then the shorthand options the user gave (``--data`` is a spec
     that sets ``data.dataset`` and ``data.root``)."""
+    from .config import parse_override
     from .data import DataConfig
-    from .training.config import parse_override
 
     overrides = dict(map(parse_override, args.overrides))
     if args.data is not None:

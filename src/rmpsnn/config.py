@@ -134,7 +134,7 @@ def read_config(
     """``cls()`` with ``defaults`` and then ``source`` (a YAML file of sections, or a dict) set on it
     (not yet validated: the caller's overrides and checks follow)."""
     cfg = cls()
-    set_values(cfg, {section: values for section, values in (defaults or {}).items()})
+    set_values(cfg, defaults)
     data = source
     if source is not None and not isinstance(source, dict):
         path = Path(source)

@@ -152,14 +152,11 @@ def fit_ann(
     holds the input statistics, the per-epoch history and the final test accuracy."""
     trainer = Trainer(cfg, run_dir=run_dir, log=log, temporary=temporary)
     if trainer.data.norm is None:
+        trainer.dist.close()
         raise ConfigError(
             f"data.dataset={cfg.data.dataset} is not a set of static images; an ANN for conversion needs one"
         )
-    try:
-        summary = trainer.fit(resume=resume)
-    finally:
-        trainer.lock.release()
-        trainer.dist.close()
+    summary = trainer.run(resume=resume)
     history = [
         {
             "epoch": r["epoch"],

@@ -514,6 +514,15 @@ class Trainer:
                 break
         return self._finish(summary)
 
+    def run(self, resume: bool = False) -> dict:
+        """:meth:`fit`, then release the run directory's lock and the process group, whatever
+        happens."""
+        try:
+            return self.fit(resume=resume)
+        finally:
+            self.lock.release()
+            self.dist.close()
+
     def _end_epoch(self, epoch: int, lam: float) -> dict:
         cfg = self.cfg
         sums = self.dist.all_reduce(self.partial.clone())
@@ -660,8 +669,4 @@ def train(
         else:
             cfg = load_config(config, overrides)
         trainer = Trainer(cfg, log=log)
-    try:
-        return trainer.fit(resume=resume is not None)
-    finally:
-        trainer.lock.release()
-        trainer.dist.close()
+    return trainer.run(resume=resume is not None)
