@@ -125,12 +125,12 @@ def test_spike_max_in_one_layer_major_pass_equals_layer_by_layer_simulation(trai
     for node in nodes:
         seen: list[torch.Tensor] = []
         h = node.register_forward_pre_hook(lambda _m, inp, seen=seen: seen.append(inp[0].max()))
-        node.threshold = torch.tensor(1e9)  # not yet balanced: whatever it is does not matter
+        node.set_threshold(1e9)  # not yet balanced: whatever it is does not matter
         ref(calib, T)
         h.remove()
-        node.threshold = torch.stack(seen).max()
+        node.set_threshold(torch.stack(seen).max())
     for a, b in zip(fast.if_nodes, nodes, strict=True):
-        torch.testing.assert_close(a.threshold, b.threshold, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.v_th, b.v_th, rtol=1e-5, atol=1e-6)
 
 
 def test_mse_thresholds_lie_below_the_max_and_shrink_with_fewer_steps(trained_mlp):
@@ -140,7 +140,7 @@ def test_mse_thresholds_lie_below_the_max_and_shrink_with_fewer_steps(trained_ml
     many = convert(trained_mlp, calib, calibration_timesteps=256, **kw)
     act_max = convert(trained_mlp, calib, balance="act-max", calibrate="none")
     for f, m, a in zip(few.if_nodes, many.if_nodes, act_max.if_nodes, strict=True):
-        assert 0 < float(f.threshold) < float(m.threshold) <= float(a.threshold) + 1e-6
+        assert 0 < float(f.v_th) < float(m.v_th) <= float(a.v_th) + 1e-6
 
 
 def test_progress_lines_and_defaults(trained_mlp):
@@ -151,8 +151,8 @@ def test_progress_lines_and_defaults(trained_mlp):
     assert lines[0].startswith("spike-max balancing: layer 1/3")
     assert lines[-1].startswith("bias calibration: layer 3/3")
     assert snn.balance == "spike-max" and all(m.v_init == "half" for m in snn.if_nodes)
-    assert all(m.threshold.ndim == 0 for m in snn.if_nodes)  # spike-max stays per layer
-    assert all(m.threshold.ndim == 1 for m in convert(trained_mlp, calib).if_nodes)  # mse: per channel
+    assert all(m.v_th.ndim == 0 for m in snn.if_nodes)  # spike-max stays per layer
+    assert all(m.v_th.ndim == 1 for m in convert(trained_mlp, calib).if_nodes)  # mse: per channel
     rmp = convert(trained_mlp, calib, balance="spike-max", calibrate="none")
     assert all(m.v_init is None for m in rmp.if_nodes)  # RMP-SNN: membranes start at 0
 

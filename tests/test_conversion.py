@@ -14,8 +14,11 @@ from rmpsnn.conversion import (
     build_snn_graph,
     convert,
     evaluate_over_time,
+    simulate,
+    simulate_layer,
 )
 from rmpsnn.conversion.observers import ann_view
+from rmpsnn.errors import InputError
 from rmpsnn.models import QCFS, create
 
 
@@ -80,7 +83,7 @@ def test_qcfs_conversion_is_exact_at_T_equal_levels():
     x = torch.randn(32, 10)
     snn = convert(ann)  # balance "auto" -> the trained λ; v_init "auto" -> half
     node = snn.if_nodes[0]
-    assert snn.balance == "qcfs" and node.v_init == "half" and float(node.threshold) == pytest.approx(2.0)
+    assert snn.balance == "qcfs" and node.v_init == "half" and float(node.v_th) == pytest.approx(2.0)
     acts = ann_activations(ann, x)
     assert rate_errors(snn, x, acts, 4)[0] < 1e-5
 
@@ -172,6 +175,41 @@ def test_one_simulation_gives_every_horizon():
     assert calls == [32] and len(r["accuracy"]) == 6
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_time_major_and_layer_major_simulation_agree(signed):
+    """One graph walk, two orders: chunk after chunk of steps through every layer (evaluation), or
+    every image-step at one layer before the next (balancing, calibration).  Same read-out, same
+    firing rates, at any chunk size and any cut of the images into pieces."""
+    ann = _calibrate_bn(Residual(), (32, 3, 8, 8))
+    x = torch.randn(24, 3, 8, 8)
+    snn = convert(ann, x, balance="act-max", calibrate="none", signed=signed)
+    T = 12
+    rates = []
+    outs = []
+    for kwargs in [{"chunk": 1}, {"chunk": 5}, {"chunk": T}, {"samples_per_call": 4 * T}]:
+        snn.reset_stats()
+        if "samples_per_call" in kwargs:  # layer-major, in pieces of 4 images
+            seen = []
+
+            def plain(k, node, inputs, seen=seen):
+                seen.append((k, len(inputs)))
+                return simulate_layer(node, inputs, T)
+
+            outs.append(simulate(snn, [x[:10], x[10:]], T, plain, **kwargs))
+            assert seen == [(k, 7) for k in range(3)]  # 10 + 14 images in fours: 3 + 4 pieces
+        else:
+            outs.append(simulate(snn, x, T, **kwargs))
+        rates.append(snn.firing_rates())
+    assert outs[0].shape == (T, 24, 4)
+    assert 0 < min(rates[0].values()) and max(rates[0].values()) < 1
+    for out, r in zip(outs[1:], rates[1:], strict=True):
+        torch.testing.assert_close(out, outs[0], rtol=1e-5, atol=1e-5)
+        assert r == pytest.approx(rates[0])
+    torch.testing.assert_close(snn(x, T), outs[0].cumsum(0), rtol=1e-5, atol=1e-5)  # forward = simulate
+    with pytest.raises(InputError, match="timesteps must be >= 1"):
+        simulate(snn, x, 0)
+
+
 def test_poisson_encoding_is_seeded_and_converges():
     ann = mlp()
     x = torch.rand(64, 20)
@@ -186,7 +224,7 @@ def test_per_channel_thresholds_and_scale():
     ann = mlp()
     x = torch.rand(32, 20)
     snn = convert(ann, x, balance="act-max", per_channel=True, scale=0.5)
-    th = snn.if_nodes[0].threshold
+    th = snn.if_nodes[0].v_th
     assert th.shape == (32,)
     act_max = ann[1](ann[0](x)).amax(0)
     alive = act_max > 0
@@ -298,6 +336,15 @@ def test_converted_layers_are_if_neurons_and_neuron_tools_work_on_them():
     for node in snn.if_nodes:
         node.v_init = 0.5  # a fraction of θ: here θ/2, whatever θ is
     assert snn.if_nodes[0].v_init == 0.5 and torch.equal(snn(x, 8), half(x, 8))
+    node = snn.if_nodes[0]
+    with pytest.warns(DeprecationWarning, match="use v_th"):  # the old name still reads ...
+        assert node.threshold is node.v_th
+    with pytest.warns(DeprecationWarning, match="set_threshold"):  # ... and writes, checked
+        node.threshold = torch.tensor(0.25)
+    assert float(node.v_th) == 0.25
+    with pytest.raises(ValueError, match="threshold"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        node.threshold = torch.tensor(-1.0)
 
 
 def test_balancing_methods_are_pluggable():
@@ -326,7 +373,7 @@ def test_balancing_methods_are_pluggable():
         if isinstance(layer, nn.ReLU):
             expected.append(2 * h.mean(0).mean() * 0.5)
     for m, th in zip(snn.if_nodes, expected, strict=True):
-        torch.testing.assert_close(m.threshold, th.detach())
+        torch.testing.assert_close(m.v_th, th.detach())
     with pytest.raises(ValueError, match=r"unknown balance 'nope'; valid values: auto, .*act-mean-test"):
         convert(ann, x, balance="nope")
 

@@ -401,5 +401,12 @@ def test_one_class_training_data_is_refused(tmp_path, cache):
         (root / split / "light").rmdir()
     with pytest.raises(DataError, match=r"1 class\(es\) \(dark\).*at least 2 classes"):
         train_ann("ann_cpu_net", data=str(root), epochs=1, batch_size=2, model_kwargs={"width": (4, 8, 8)})
-    with pytest.raises(errors.InputError, match="epochs must be a positive integer"):
-        train_ann("ann_cpu_net", data=str(root), epochs=0)
+    # train_ann's keywords are validated by the config they fill; the errors name the keyword
+    for kwargs, message in [
+        ({"epochs": 0}, "^epochs must be >= 1, got 0"),
+        ({"lr": float("nan")}, "^lr must be a finite number"),
+        ({"train_limit": 0}, "^train_limit must be >= 1"),
+        ({"time_budget_s": -5}, "^time_budget_s must be a positive number of seconds"),
+    ]:
+        with pytest.raises(errors.InputError, match=message):
+            train_ann("ann_cpu_net", data=str(root), **kwargs)

@@ -118,7 +118,8 @@ def collect_layer_stats(
     handles = [m.register_forward_hook(on_spikes(n)) for n, m in neurons.items()]
     try:
         with MembraneRecorder(model, detach=True, on_record=on_membrane):
-            res = top1(model, limited_batches(batches, prepare, device, max_images), prepare=lambda x: x)
+            # batches arrive prepared; top1 moves them to the model's device (a no-op if there)
+            res = top1(model, limited_batches(batches, prepare, device, max_images))
         images, correct = res["images"], res["correct"]
     finally:
         for h in handles:

@@ -12,8 +12,8 @@ from .balancing import BalanceContext, available_balancers, register_balancer
 from .calibrate import CALIBRATION_METHODS, calibrate
 from .convert import BALANCE_METHODS, ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
 from .graph import ConversionError, build_snn_graph
-from .layerwise import run_layerwise
 from .nodes import IFNode
+from .simulate import encode_input, simulate, simulate_layer
 
 __all__ = [
     "BALANCE_METHODS",
@@ -26,9 +26,11 @@ __all__ = [
     "build_snn_graph",
     "calibrate",
     "convert",
+    "encode_input",
     "evaluate_ann",
     "evaluate_over_time",
     "first_within",
     "register_balancer",
-    "run_layerwise",
+    "simulate",
+    "simulate_layer",
 ]

@@ -22,8 +22,8 @@ needs the spiking layers while it runs (spike-max) may set thresholds itself on 
     snn = convert(ann, images, balance="act-mean")
 
 Statistics of the ANN come from observers (:mod:`.observers`), spiking ones from the layer-major
-simulation (:mod:`.layerwise`).  The built-in methods and their references are listed in
-:mod:`rmpsnn.conversion.convert`.
+simulation (:func:`.simulate.simulate` with a ``layer_step``).  The built-in methods and their
+references are listed in :mod:`rmpsnn.conversion.convert`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch
 from ..errors import InputError
 from ..models.qcfs import QCFS
 from .graph import ConversionError
-from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
 from .observers import ActivationObserver, ann_view, channel_max
+from .simulate import simulate, simulate_layer
 
 if TYPE_CHECKING:
     from .convert import ConvertedSNN
@@ -158,10 +158,10 @@ def _spike_max(snn: ConvertedSNN, ctx: BalanceContext) -> list[torch.Tensor]:
             cm = channel_max(x, node.per_channel)
             m = cm if m is None else torch.maximum(m, cm)
         found.append(m)
-        node.threshold = positive_threshold(m, node.layer_name) * ctx.scale  # the next layers see it
-        return run_if(node, inputs, ctx.balance_timesteps)  # a stream: the runner keeps spikes compactly
+        node.set_threshold(positive_threshold(m, node.layer_name) * ctx.scale)  # the next layers see it
+        return simulate_layer(node, inputs, ctx.balance_timesteps)  # a stream: spikes are kept compactly
 
-    run_layerwise(snn, ctx.batches, ctx.balance_timesteps, step, progress=ctx.progress)
+    simulate(snn, ctx.batches, ctx.balance_timesteps, step, progress=ctx.progress)
     return found
 
 

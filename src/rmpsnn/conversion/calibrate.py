@@ -35,9 +35,9 @@ from torch import fx, nn
 
 from .._choices import CALIBRATION_METHODS
 from ..errors import InputError
-from .layerwise import run_if, run_layerwise
 from .nodes import IFNode
 from .observers import ActivationObserver, ChannelMean, ann_view
+from .simulate import simulate, simulate_layer
 
 __all__ = ["CALIBRATION_METHODS", "ann_activation_means", "calibrate"]
 
@@ -115,7 +115,7 @@ def calibrate(
         slope = torch.ones_like(target)
         last_err = last_delta = None
         for i in range(iterations + 1):
-            err = target - _mean_over(run_if(node, inputs, timesteps, shift=total))
+            err = target - _mean_over(simulate_layer(node, inputs, timesteps, shift=total))
             if best_abs is None:
                 before, best_abs = float(err.abs().mean()), err.abs()
             else:  # channels are independent: keep each one's best correction so far
@@ -133,7 +133,7 @@ def calibrate(
 
         def corrected():  # the layer's final output, streamed; its error is recorded on the way
             mean = ChannelMean()
-            for o in run_if(node, inputs, timesteps, shift=best):
+            for o in simulate_layer(node, inputs, timesteps, shift=best):
                 mean.add(o)
                 yield o
             after = float((target - mean.value()).abs().mean())
@@ -141,7 +141,7 @@ def calibrate(
 
         return corrected()
 
-    run_layerwise(snn, batches, timesteps, step, progress=progress)
+    simulate(snn, batches, timesteps, step, progress=progress)
     return {"timesteps": timesteps, "iterations": iterations, "layers": report}
 
 

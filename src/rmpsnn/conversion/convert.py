@@ -57,6 +57,7 @@ from .calibrate import CALIBRATION_METHODS
 from .calibrate import calibrate as bias_calibrate
 from .graph import ConversionError, build_snn_graph
 from .nodes import IFNode
+from .simulate import simulate
 
 __all__ = [
     "BALANCE_METHODS",
@@ -105,7 +106,7 @@ class ConvertedSNN(nn.Module):
         return [self.graph_module.get_submodule(n) for n in self.if_names]
 
     def thresholds(self) -> dict[str, list[float] | float]:
-        return {n: (m.threshold.tolist()) for n, m in zip(self.if_names, self.if_nodes, strict=True)}
+        return {n: m.v_th.tolist() for n, m in zip(self.if_names, self.if_nodes, strict=True)}
 
     def reset_state(self) -> None:
         for m in self.if_nodes:
@@ -118,37 +119,10 @@ class ConvertedSNN(nn.Module):
     def firing_rates(self) -> dict[str, float]:
         return {n: m.firing_rate for n, m in zip(self.if_names, self.if_nodes, strict=True)}
 
-    def _chunk_for(self, B: int, T: int) -> int:
-        if self.chunk:
-            return max(1, min(self.chunk, T))
-        return max(1, min(T, 512 // max(B, 1)))  # ~512 samples per convolution call
-
-    def _encode(self, x: torch.Tensor, steps: int, gen: torch.Generator | None) -> torch.Tensor:
-        xs = x.unsqueeze(0).expand(steps, *x.shape)
-        if self.encoding == "direct":
-            return xs.reshape(steps * x.shape[0], *x.shape[1:])
-        p = (xs.abs() / self.input_max).clamp(0, 1)
-        u = torch.rand(p.shape, generator=gen, device="cpu").to(x.device)
-        spikes = (u < p).to(x.dtype) * torch.sign(xs) * self.input_max
-        return spikes.reshape(steps * x.shape[0], *x.shape[1:])
-
-    @torch.no_grad()
     def forward(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        if timesteps < 1:
-            raise InputError(f"timesteps must be >= 1, got {timesteps}")
-        self.reset_state()
-        B = x.shape[0]
-        chunk = self._chunk_for(B, timesteps)
-        gen = torch.Generator().manual_seed(self.seed) if self.encoding == "poisson" else None
-        outs, done = [], 0
-        while done < timesteps:
-            c = min(chunk, timesteps - done)
-            for m in self.if_nodes:
-                m.chunk = c
-            y = self.graph_module(self._encode(x, c, gen))
-            outs.append(y.reshape(c, B, *y.shape[1:]))
-            done += c
-        return torch.cat(outs).cumsum(0)
+        """The accumulated read-out after every step, ``[T, B, classes]`` (time-major
+        :func:`~rmpsnn.conversion.simulate`, chunks of ``self.chunk`` steps if set)."""
+        return simulate(self, x, timesteps, chunk=self.chunk).cumsum(0)
 
 
 # ----------------------------------------------------------------------------- balancing
@@ -292,7 +266,7 @@ def convert(
             f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"
         )
     for m, th in zip(nodes, thresholds, strict=True):
-        m.threshold = positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale
+        m.set_threshold(positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale)
     if calibrate == "bias":
         with _Progress(progress, len(nodes), "bias calibration") as report:
             snn.calibration = bias_calibrate(

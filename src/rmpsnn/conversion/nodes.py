@@ -13,6 +13,7 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 from torch import nn
@@ -41,8 +42,8 @@ class IFNode(IF):
       could not be folded into the layer in front of it).
 
     It has no modes: statistics for balancing and calibration are gathered by observers that
-    stand in for the node (:mod:`rmpsnn.conversion.observers`), or by hooks.  ``threshold`` is
-    another name for ``v_th``; ``per_channel`` says whether balancing gives one θ per channel.
+    stand in for the node (:mod:`rmpsnn.conversion.observers`), or by hooks.  The threshold is
+    ``v_th`` (``set_threshold`` replaces it); ``per_channel`` says whether balancing gives one θ per channel.
     ``v_init`` is ``None`` (0), ``"half"`` (θ/2) or a number: a fraction of θ.
 
     ``signed = True`` makes them signed IF neurons with memory
@@ -79,10 +80,14 @@ class IFNode(IF):
 
     @property
     def threshold(self) -> torch.Tensor:
+        """Deprecated name of ``v_th`` (the one word for the threshold across rmpsnn)."""
+        warnings.warn("IFNode.threshold is deprecated; use v_th", DeprecationWarning, stacklevel=2)
         return self.v_th
 
     @threshold.setter
     def threshold(self, value: torch.Tensor) -> None:
+        msg = "setting IFNode.threshold is deprecated; use set_threshold(value)"
+        warnings.warn(msg, DeprecationWarning, stacklevel=2)
         self.set_threshold(value)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

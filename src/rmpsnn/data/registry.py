@@ -322,8 +322,8 @@ def _emulated_dvs(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
     CIFAR10-DVS)."""
     base = dataclasses.replace(cfg, dataset="images")
     kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
-    base_train = image_arrays(base, "train", ctx.seed).balanced(cfg.train_limit, ctx.seed)
-    base_test = image_arrays(base, "test", ctx.seed).balanced(cfg.test_limit, ctx.seed)
+    base_train = _limited(image_arrays(base, "train", ctx.seed), cfg.train_limit, ctx.seed)
+    base_test = _limited(image_arrays(base, "test", ctx.seed), cfg.test_limit, ctx.seed)
     train = EmulatedEvents(base_train, augment=True, **kw)
     test = EmulatedEvents(base_test, **kw)
     return dataset_bundle(

@@ -220,7 +220,7 @@ class _Builder:
                 f"Conv/Linear layer before this activation in the ANN"
             )
         size = self.shapes[id(m)][0]
-        th = m.threshold.detach().double()
+        th = m.v_th.detach().double()
         if th.ndim == 1:  # per channel
             th = th.reshape(-1, *([1] * (len(size) - 1)))
         v_th = _per_neuron(th, size)

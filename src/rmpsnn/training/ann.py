@@ -60,30 +60,15 @@ def ann_config(source=None, overrides=None) -> TrainConfig:
     return cfg
 
 
-def _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in (("train_limit", train_limit), ("test_limit", test_limit)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InputError(f"{name} must be a positive integer, or None for the whole split; got {value!r}")
-    for name, value, lowest in (
-        ("lr", lr, 0),
-        ("weight_decay", weight_decay, None),
-        ("time_budget_s", time_budget_s, 0),
-    ):
-        if value is None:
-            continue
-        ok = (
-            math.isfinite(value)
-            and abs(value) < 3.4e38
-            and (value > lowest if lowest is not None else value >= 0)
-        )
-        if not ok:
-            raise InputError(
-                f"{name} must be a finite {'positive' if lowest is not None else 'non-negative'} number, "
-                f"got {value!r}"
-            )
+# the config keys train_ann's keywords set: the config validates them, its errors name the keyword
+_KEYWORD_OF = {
+    "optim.epochs": "epochs",
+    "optim.batch_size": "batch_size",
+    "optim.lr": "lr",
+    "optim.weight_decay": "weight_decay",
+    "data.train_limit": "train_limit",
+    "data.test_limit": "test_limit",
+}
 
 
 def train_ann(
@@ -115,7 +100,10 @@ def train_ann(
     as a safetensors checkpoint with the model name, its arguments, the input statistics and the
     accuracies.
     """
-    _check_train_ann_args(epochs, batch_size, lr, weight_decay, train_limit, test_limit, time_budget_s)
+    budget_ok = isinstance(time_budget_s, (int, float)) and not isinstance(time_budget_s, bool)
+    if time_budget_s is not None and not (budget_ok and 0 < time_budget_s < math.inf):
+        # the config holds minutes; checked here so that the error speaks of seconds
+        raise InputError(f"time_budget_s must be a positive number of seconds or None, got {time_budget_s!r}")
     data_cfg = DataConfig.from_spec(data, train_limit=train_limit, test_limit=test_limit)
     kwargs = {"activation": activation, **(model_kwargs or {})}
     if activation == "qcfs":
@@ -133,7 +121,13 @@ def train_ann(
         "run.time_budget_min": time_budget_s / 60 if time_budget_s is not None else None,
         "run.overwrite": True,
     }
-    cfg = ann_config(None, overrides)
+    try:
+        cfg = ann_config(None, overrides)
+    except ConfigError as e:
+        msg = str(e)
+        for key, keyword in _KEYWORD_OF.items():
+            msg = msg.replace(key, keyword)
+        raise ConfigError(msg) from None
     if run_dir is not None:
         model, info = fit_ann(cfg, Path(run_dir), log=log)
     else:
