@@ -88,52 +88,57 @@ def _value(v):
     return v.tensor() if isinstance(v, _Spikes) else v
 
 
-def _walk(
-    snn,
-    pieces: list[torch.Tensor],
-    if_layer: IFLayerStep,
-    *,
-    compact: bool,
-    progress: Callable[[str], None] | None = None,
-) -> list[torch.Tensor]:
-    """Run the graph on ``pieces`` (encoded inputs), each node on every piece before the next
-    node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Returns the output per piece."""
-    gm: fx.GraphModule = snn.graph_module
-    nodes = list(gm.graph.nodes)
-    last_use = {}
-    for i, n in enumerate(nodes):
-        for a in n.all_input_nodes:
-            last_use[a.name] = i
-    interp = fx.Interpreter(gm)
-    env: dict[str, list] = {}
-    k = 0
-    result: list[torch.Tensor] = []
-    for i, n in enumerate(nodes):
-        if n.op == "placeholder":
-            env[n.name] = pieces
-        elif n.op == "output":
-            result = [_value(v) for v in env[n.args[0].name]]
-        else:
-            module = gm.get_submodule(n.target) if n.op == "call_module" else None
-            if isinstance(module, IFNode):
-                inputs = [_value(v) for v in env[n.args[0].name]]
-                outs = if_layer(k, module, inputs)
-                env[n.name] = [_Spikes(o, module) if compact else o for o in outs]
-                del inputs, outs
-                if progress is not None:
-                    progress(f"layer {k + 1}/{len(snn.if_names)} ({module.layer_name}) done")
-                k += 1
+class _GraphWalk:
+    """The graph's nodes in order, the last node reading each value, and an interpreter: built
+    once per simulation, walked once per chunk (time-major) or once in all (layer-major)."""
+
+    def __init__(self, snn):
+        self.snn = snn
+        self.gm: fx.GraphModule = snn.graph_module
+        self.nodes = list(self.gm.graph.nodes)
+        self.last_use = {a.name: i for i, n in enumerate(self.nodes) for a in n.all_input_nodes}
+        self.interp = fx.Interpreter(self.gm)
+
+    def run(
+        self,
+        pieces: list[torch.Tensor],
+        if_layer: IFLayerStep,
+        *,
+        compact: bool,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[torch.Tensor]:
+        """Run the graph on ``pieces`` (encoded inputs), each node on every piece before the next
+        node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Returns the output per piece."""
+        gm, interp = self.gm, self.interp
+        env: dict[str, list] = {}
+        k = 0
+        result: list[torch.Tensor] = []
+        for i, n in enumerate(self.nodes):
+            if n.op == "placeholder":
+                env[n.name] = pieces
+            elif n.op == "output":
+                result = [_value(v) for v in env[n.args[0].name]]
             else:
-                outs = []
-                for b in range(len(pieces)):
-                    interp.env = {a: _value(env[a.name][b]) for a in n.all_input_nodes}
-                    outs.append(interp.run_node(n))
-                env[n.name] = outs
-        for a in n.all_input_nodes:  # free what no later node reads
-            if last_use.get(a.name) == i:
-                env.pop(a.name, None)
-    interp.env = {}
-    return result
+                module = gm.get_submodule(n.target) if n.op == "call_module" else None
+                if isinstance(module, IFNode):
+                    inputs = [_value(v) for v in env[n.args[0].name]]
+                    outs = if_layer(k, module, inputs)
+                    env[n.name] = [_Spikes(o, module) if compact else o for o in outs]
+                    del inputs, outs
+                    if progress is not None:
+                        progress(f"layer {k + 1}/{len(self.snn.if_names)} ({module.layer_name}) done")
+                    k += 1
+                else:
+                    outs = []
+                    for b in range(len(pieces)):
+                        interp.env = {a: _value(env[a.name][b]) for a in n.all_input_nodes}
+                        outs.append(interp.run_node(n))
+                    env[n.name] = outs
+            for a in n.all_input_nodes:  # free what no later node reads
+                if self.last_use.get(a.name) == i:
+                    env.pop(a.name, None)
+        interp.env = {}
+        return result
 
 
 def _input_generator(snn) -> torch.Generator | None:
@@ -172,11 +177,11 @@ def simulate(
     def encode(x: torch.Tensor, steps: int, gen: torch.Generator | None) -> torch.Tensor:
         return encode_input(x, steps, snn.encoding, snn.input_max, gen)
 
+    walk = _GraphWalk(snn)
     if layer_step is not None:
         per = max(1, samples_per_call // timesteps)
         pieces = [part for x in batches for part in x.split(per)]
-        outs = _walk(
-            snn,
+        outs = walk.run(
             [encode(p, timesteps, _input_generator(snn)) for p in pieces],
             layer_step,
             compact=True,
@@ -198,7 +203,7 @@ def simulate(
                 node.chunk = c  # the potential carries over from the previous chunk
                 return [node(v) for v in xs]
 
-            (y,) = _walk(snn, [encode(x, c, gen)], carry_on, compact=False)
+            (y,) = walk.run([encode(x, c, gen)], carry_on, compact=False)
             steps.append(y.unflatten(0, (c, B)))
             done += c
         per_batch.append(torch.cat(steps))
