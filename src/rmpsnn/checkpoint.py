@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
@@ -16,6 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .errors import CheckpointError, NonFiniteError
+from .io import atomic_write  # re-exported: the one atomic write lives in rmpsnn.io
 from .models import create
 
 __all__ = [
@@ -28,26 +28,6 @@ __all__ = [
     "resolve_checkpoint",
     "save_model",
 ]
-
-
-def atomic_write(path: str | os.PathLike, write, *, durable: bool = False) -> Path:
-    """Create ``path`` by calling ``write(tmp)`` on a temporary file beside it and renaming that
-    into place, so a killed process never leaves a half-written file behind.  ``durable``
-    fsyncs the data before the rename (checkpoints: the new file must survive a power loss too)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        if durable:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def nonfinite_tensors(model: nn.Module) -> list[str]:

@@ -16,6 +16,7 @@ torchrun --nproc_per_node=N -m rmpsnn train --config ...           # distributed
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import sys
 
@@ -146,9 +147,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    from .io import write_json
     from .training.runs import load_run
     from .training.trainer import evaluate_model
 
@@ -167,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, q in ev["per_layer"].items():
         print(f"  {name:<24} |Dis| {q['mean_abs']:.4f}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(args.out, result)
         print(f"wrote {args.out}")
     return 0
 
@@ -509,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# disk full, quota, read-only file system, permission denied: the environment, not a bug
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -526,6 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     except RmpsnnError as e:
         # every input, file or environment error says what was wrong in one line; bugs keep tracebacks
         print(f"rmpsnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # a write outside rmpsnn.io (a log line, a figure, a folder) on a full disk or read-only folder
+        from .io import write_error
+
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"rmpsnn {args.command}: error: {write_error(e.filename or '?', e)}", file=sys.stderr)
         return 2
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "NonFiniteError",
     "RmpsnnError",
     "RunLockedError",
+    "WriteError",
 ]
 
 
@@ -56,3 +57,11 @@ class NonFiniteError(RmpsnnError, FloatingPointError):
 
 class RunLockedError(RmpsnnError, RuntimeError):
     """Another process is writing the same run directory."""
+
+
+class WriteError(RmpsnnError, OSError):
+    """A file could not be written (full disk, read-only folder, no permission); the message
+    names the path and the cause.  The previous file at that path is left as it was."""
+
+    def __str__(self) -> str:  # the message alone, even with errno and filename set
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()

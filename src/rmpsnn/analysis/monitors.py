@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InputError
 from ..evaluation import top1
+from ..io import write_text
 from ..losses import QuantizationErrorMeter
 from ..neurons import MembraneRecorder, SpikingNeuron
 
@@ -44,7 +45,7 @@ class LayerStats:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
+        write_text(path, json.dumps(self.to_dict()))
         return path
 
     @classmethod

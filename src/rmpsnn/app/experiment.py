@@ -5,7 +5,6 @@ configuration."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ..data import DataConfig, ImageArrays, image_arrays
 from ..devices import resolve_device
 from ..errors import ConfigError, InputError
 from ..evaluation import evaluate_arrays, normalised
+from ..io import write_json
 from ..models import list_models
 
 __all__ = ["ConvertConfig", "conversion_experiment", "load_convert_config", "run_conversion"]
@@ -106,7 +106,7 @@ def conversion_experiment(
         log(f"    within 1 % of the ANN at T = {within}" if within else f"    not within 1 % by T = {max_t}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result)
     curves = {k: (steps, v["accuracy"]) for k, v in result["variants"].items()}
     figs = plot_accuracy_vs_timesteps(
         curves,

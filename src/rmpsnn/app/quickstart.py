@@ -17,7 +17,6 @@ deliberately tiny (subsets, few epochs): the numbers show the effects, not the p
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from ..data import DataConfig, image_arrays, shared_cifar10_zip
 from ..errors import DataError
+from ..io import write_json
 from ..training import train, train_ann
 from .experiment import conversion_experiment
 from .report import write_report
@@ -162,16 +162,14 @@ def run_quickstart(args: argparse.Namespace) -> int:
         f = s["final"]
         print(f"  {arm:<20}{100 * f['test_accuracy']:>14.1f}%{f['quantization_error']:>20.4f}")
     print(f"\nReport: {paths['markdown']}  (self-contained: {paths['html']})")
-    (out / "summary.json").write_text(
-        json.dumps(
-            {
-                "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
-                "ann_accuracy": ann_acc,
-                "timesteps": steps,
-                "direct": {k: v["final"] for k, v in runs.items()},
-                "seconds": time.perf_counter() - t_start,
-            },
-            indent=1,
-        )
+    write_json(
+        out / "summary.json",
+        {
+            "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
+            "ann_accuracy": ann_acc,
+            "timesteps": steps,
+            "direct": {k: v["final"] for k, v in runs.items()},
+            "seconds": time.perf_counter() - t_start,
+        },
     )
     return 0

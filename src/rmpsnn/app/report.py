@@ -27,6 +27,7 @@ from ..analysis.plots import (
 )
 from ..devices import resolve_device
 from ..errors import InputError
+from ..io import write_text
 from ..training.rundir import read_metrics
 from ..training.runs import load_run
 
@@ -167,8 +168,8 @@ def write_report(
         _training_sections(doc, training, figs, images)
     if conversions:
         _conversion_sections(doc, conversions, figs)
-    (out / "report.md").write_text(doc.markdown())
-    (out / "report.html").write_text(doc.html(title))
+    write_text(out / "report.md", doc.markdown())
+    write_text(out / "report.html", doc.html(title))
     for label, r in training.items():
         r["stats"].save(figs / f"{label.replace('/', '_')}-layer-stats.json")
     return {"markdown": out / "report.md", "html": out / "report.html"}

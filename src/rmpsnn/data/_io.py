@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write
 from ..errors import DataError
+from ..io import atomic_write, make_dirs
 
 __all__ = [
     "DataError",
@@ -37,8 +37,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
         root = Path(os.environ["RMPSNN_CACHE"])
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rmpsnn"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return make_dirs(root)
 
 
 def file_checksum(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 << 22) -> str:

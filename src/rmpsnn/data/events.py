@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io import atomic_write, write_bytes
 from ._io import DataError, cache_dir, download_url, extract_archive
 from .loader import mix_seed
 
@@ -119,7 +120,7 @@ def write_aedat(path: str | Path, events: np.ndarray) -> None:
     addr = ((SENSOR - 1 - x) << 8) | ((SENSOR - 1 - y) << 1) | (1 - events["p"].astype(np.int64))
     words = np.stack([addr, events["t"].astype(np.int64)], 1).astype(">u4")
     header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# written by rmpsnn\r\n"
-    Path(path).write_bytes(header + words.tobytes())
+    write_bytes(path, header + words.tobytes())
 
 
 def _timesteps_alias(timesteps: int, T: int | None) -> int:
@@ -299,9 +300,12 @@ class CIFAR10DVS(torch.utils.data.Dataset):
                 pass
             path.unlink(missing_ok=True)
         arr = np.stack([self._integrate(f) for f in self.files])
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, arr)
-        tmp.replace(path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # an open file: np.save appends no .npy to the name
+                np.save(f, arr)
+
+        atomic_write(path, write)
         return np.load(path, mmap_mode="r")
 
     def set_epoch(self, epoch: int) -> None:

@@ -46,6 +46,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..conversion import ConvertedSNN, IFNode
 from ..errors import InputError, NIRExportError
+from ..io import atomic_write
 from ..layers import TdBatchNorm, TimeFolded, repeat_time
 from ..models.spiking import SpikingBasicBlock, SpikingNet
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
@@ -603,8 +604,8 @@ def _finish(nir, b: _Builder, meta: dict, path, portable: bool = False, target: 
             f"(a different network).",
             stacklevel=3,
         )
-    if path is not None:
-        nir.write(str(path), graph)
+    if path is not None:  # atomically: a failed write (full disk) leaves the previous file intact
+        atomic_write(path, lambda tmp: nir.write(tmp, graph))
     return graph
 
 

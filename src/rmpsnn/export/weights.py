@@ -3,13 +3,13 @@ by rmpsnn (:func:`load_exported`) or by any safetensors reader plus the JSON."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
 from .. import __version__
 from ..checkpoint import load_model, save_model
+from ..io import write_json
 
 __all__ = ["export_safetensors", "load_exported"]
 
@@ -34,7 +34,7 @@ def export_safetensors(
         "info": info,
         "load": "rmpsnn.export.load_exported(dir)  or  rmpsnn.models.create(model, **kwargs) + safetensors",
     }
-    (out / "model.json").write_text(json.dumps(arch, indent=1))
+    write_json(out / "model.json", arch)
     return {"weights": weights, "architecture": out / "model.json"}
 
 

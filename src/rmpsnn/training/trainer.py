@@ -47,6 +47,7 @@ from ..data import registry as data_registry
 from ..data.registry import DataBundle, LoaderContext
 from ..errors import NonFiniteError
 from ..evaluation import top1
+from ..io import write_json, write_text
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..models.registry import builder, list_models
@@ -363,7 +364,7 @@ class Trainer:
             return
         path = self.run_dir / "metrics.jsonl"
         recs = [r for r in read_metrics(path) if r["epoch"] <= epochs_done]
-        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        write_text(path, "".join(json.dumps(r) + "\n" for r in recs))
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=_CSV_FIELDS, extrasaction="ignore")
             w.writeheader()
@@ -386,8 +387,8 @@ class Trainer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("metrics.jsonl", "metrics.csv", "log.txt", "summary.json", "best.safetensors"):
                     (self.run_dir / name).unlink(missing_ok=True)
-                (self.run_dir / "config.yaml").write_text(
-                    yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
+                write_text(
+                    self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
                 )
         self.dist.barrier()
 
@@ -600,7 +601,7 @@ class Trainer:
         recs = read_metrics(self.run_dir / "metrics.jsonl")
         summary = self._summary(recs[-1] if recs else {})
         if self.dist.is_main:
-            path.write_text(json.dumps(summary, indent=1))
+            write_json(path, summary)
         return summary
 
     def _summary(self, last: dict) -> dict:
@@ -625,7 +626,7 @@ class Trainer:
                 torch.allclose(checks, checks[0].expand_as(checks), rtol=0, atol=0)
             )
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_json(self.run_dir / "summary.json", summary)
         if self._tb is not None:
             self._tb.close()
         where = "" if self.temporary else f"; run directory {self.run_dir}"
