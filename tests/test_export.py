@@ -225,3 +225,77 @@ def test_flatten_is_written_with_dims_every_reader_agrees_on():
     assert (flat.start_dim, flat.end_dim) == (-3, -1)  # not 0: snnTorch and Norse read dims as torch's
     x = torch.rand(2, 3, 16, 16)
     assert torch.allclose(from_nir(graph)(x), model(x), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- issue 26
+def _graph(nodes: dict, metadata=None):
+    """input -> each node in order -> output."""
+    names = list(nodes)
+    edges = list(zip(["input", *names], [*names, "output"], strict=True))
+    all_nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        **nodes,
+        "output": nir.Output(output_type={"output": np.array([1])}),
+    }
+    return nir.NIRGraph(nodes=all_nodes, edges=edges, metadata=metadata or {}, type_check=False)
+
+
+def _conv(weight, groups=1):
+    return nir.Conv2d(
+        input_shape=(6, 6), weight=weight, stride=1, padding=0, dilation=1, groups=groups,
+        bias=np.zeros(weight.shape[0], np.float32),
+    )  # fmt: skip
+
+
+def _lif(tau, n=4):
+    full = lambda v: np.full(n, v, np.float32)  # noqa: E731
+    return nir.LIF(tau=full(tau), r=full(1), v_leak=full(0), v_threshold=full(1), v_reset=full(0))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "metadata", "message"),
+    [
+        ({"lif": _lif(0.0)}, None, "tau=0; a time constant must be > 0"),
+        ({"lif": _lif(float("nan"))}, None, "tau holds NaN"),
+        ({"c": _conv(np.ones((4, 2, 3, 3), np.float32), groups=0)}, None, "groups=0 must be >= 1"),
+        ({"c": _conv(np.ones((4, 2, 3, 3, 3), np.float32))}, None, "weight has 5 dimensions"),
+        ({"c": _conv(np.ones((4, 2, 3, 3), np.float32))}, {"rmpsnn": {"timesteps": 1e12}},
+         "timesteps=1000000000000.0 must be"),
+        ({"c": _conv(np.ones((4, 2, 3, 3), np.float32))}, {"rmpsnn": {"timesteps": "x"}}, "not a number"),
+        ({"p": nir.AvgPool2d(kernel_size=np.array([0, 0]), stride=np.array([1, 1]),
+                             padding=np.array([0, 0]))}, None, "must be >= 1"),
+    ],
+)  # fmt: skip
+def test_malformed_nir_graphs_are_one_line_errors_at_import(nodes, metadata, message):
+    with pytest.raises(NIRExportError, match=message.replace("(", r"\(").replace("+", r"\+")) as e:
+        from_nir(_graph(nodes, metadata))
+    assert "\n" not in str(e.value)
+
+
+def test_thresholds_that_do_not_fit_the_channels_are_named():
+    from rmpsnn.layers import TimeFolded
+    from rmpsnn.neurons import LIF
+
+    net = torch.nn.Sequential(TimeFolded(torch.nn.Conv2d(2, 4, 3)), LIF(v_th=torch.ones(3))).eval()
+    from rmpsnn.errors import InputError
+
+    with pytest.raises(InputError, match=r"v_th of shape \(3,\).*per-channel vector of length 4"):
+        to_nir(net, torch.rand(2, 1, 2, 6, 6))  # one line, not numpy's broadcast error
+
+
+def test_a_converted_snn_started_at_half_the_threshold_is_not_exported_for_other_tools():
+    from rmpsnn.conversion import convert
+
+    torch.manual_seed(0)
+    ann = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+    )
+    x = torch.rand(16, 8)
+    snn = convert(ann.eval(), x, calibrate="none", v_init="half", signed=False)
+    for target in ("spikingjelly", "norse", "snntorch"):
+        with pytest.raises(NIRExportError, match=r"v_init='half'.*Convert with v_init=None"):
+            to_nir(snn, x[:2], timesteps=8, target=target, allow_lossy_reset=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = from_nir(to_nir(snn, x[:2], timesteps=8, allow_lossy_reset=True))  # rmpsnn keeps it
+    torch.testing.assert_close(back(x[:2].expand(8, -1, -1)), snn(x[:2], 8)[-1])

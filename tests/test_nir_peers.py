@@ -264,3 +264,81 @@ def test_soft_reset_graphs_run_as_reset_to_zero_in_the_peers(peer):
     graph = to_nir(soft, x, target=peer, allow_lossy_reset=True)
     out = RUNNERS[peer](graph, x)
     assert torch.equal(out, hard(x).detach()) and not torch.equal(out, soft(x).detach())
+
+
+# ----------------------------------------------------------------------------- issue 26
+def per_channel_conv(width: int):
+    """conv (4 channels) -> LIF with one threshold per channel: C == W (4) or not (6)."""
+    torch.manual_seed(7)
+    net = nn.Sequential(
+        TimeFolded(nn.Conv2d(2, 4, 3, padding=1)),
+        LIF(v_th=torch.tensor([0.2, 0.5, 0.9, 1.4])),
+        TimeFolded(nn.Flatten(), nn.Linear(4 * width * width, 3)),
+        LIF(v_th=0.1),
+    )
+    with torch.no_grad():
+        net[2][1].weight.mul_(4)
+        net[2][1].bias.add_(0.3)
+    return net.eval(), torch.rand(T, B, 2, width, width) * 3
+
+
+@pytest.mark.parametrize("width", [4, 6])
+@pytest.mark.parametrize("peer", ["rmpsnn", *RUNNERS])
+def test_per_channel_thresholds_after_a_conv_lie_along_the_channel_axis(peer, width):
+    net, x = per_channel_conv(width)
+    ref = net(x).detach()
+    assert 0.02 < ref.mean() < 0.9
+    graph = to_nir(net, x, target=peer)
+    th = graph.nodes["1"].v_threshold
+    if peer == "rmpsnn":  # the graph keeps one threshold per neuron: constant over each channel's map
+        np.testing.assert_allclose(th[:, 0, 0], [0.2, 0.5, 0.9, 1.4], rtol=1e-6)
+        assert np.allclose(th, th[:, :1, :1])
+        out = from_nir(graph)(x).detach()
+    else:
+        out = RUNNERS[peer](graph, x)
+    assert torch.equal(out, ref), f"{(out != ref).float().mean():.3f} of the spikes differ"
+
+
+def norse_if_net():
+    nt = pytest.importorskip("norse.torch")
+    torch.manual_seed(8)
+    net = nt.SequentialState(
+        nn.Linear(6, 16),
+        nt.IAFCell(nt.IAFParameters(v_th=torch.tensor(0.4))),
+        nn.Linear(16, 4),
+        nt.IAFCell(nt.IAFParameters(v_th=torch.tensor(0.2))),
+    )
+    return net, torch.rand(T, B, 6) * 1.5
+
+
+def test_if_graphs_written_by_norse_import_as_norse_runs_them():
+    nt = pytest.importorskip("norse.torch")
+    net, x = norse_if_net()
+    graph = nt.to_nir(net, x[0])  # written by Norse itself: IF with r = 1
+    with torch.no_grad():
+        theirs = _run_stateful(net, x)  # Norse's own network
+    assert 0.02 < theirs.mean() < 0.9
+    assert torch.equal(run_norse(graph, x), theirs)  # and as Norse reads its graph back
+    ours = from_nir(graph, target="norse")(x).detach()
+    assert torch.equal(ours, theirs), f"{(ours != theirs).float().mean():.3f} of the spikes differ"
+    with pytest.warns(UserWarning, match="target='norse'"):  # the ambiguous reading is not silent
+        warnings.simplefilter("always")
+        from_nir(graph, dt=1e-3)
+
+
+def test_if_graphs_written_by_rmpsnn_for_norse_run_in_norse_and_back_in_rmpsnn():
+    net, x = if_hard()
+    ref = net(x).detach()
+    graph = to_nir(net, x, target="norse")
+    assert torch.equal(run_norse(graph, x), ref)
+    assert torch.equal(from_nir(graph)(x).detach(), ref)
+    assert torch.equal(from_nir(graph, target="norse")(x).detach(), ref)
+
+
+def test_rmpsnn_reads_back_its_own_norse_graphs_with_sum_pools():
+    net, x = conv_net()
+    ref = net(x).detach()
+    graph = to_nir(net, x, target="norse")
+    assert any(isinstance(n, nir.SumPool2d) for n in graph.nodes.values())
+    assert torch.equal(from_nir(graph)(x).detach(), ref)
+    assert torch.equal(run_norse(graph, x), ref)

@@ -48,6 +48,7 @@ from ..conversion import ConvertedSNN, IFNode
 from ..errors import InputError, NIRExportError
 from ..io import atomic_write
 from ..layers import TdBatchNorm, TimeFolded, repeat_time
+from ..limits import check_timesteps
 from ..models.spiking import SpikingBasicBlock, SpikingNet
 from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
 
@@ -221,10 +222,7 @@ class _Builder:
                 f"Conv/Linear layer before this activation in the ANN"
             )
         size = self.shapes[id(m)][0]
-        th = m.v_th.detach().double()
-        if th.ndim == 1:  # per channel
-            th = th.reshape(-1, *([1] * (len(size) - 1)))
-        v_th = _per_neuron(th, size)
+        v_th = _thresholds(m.v_th.detach(), size, key)
         meta = {
             "rmpsnn": {"reset": m.reset, "dt": self.dt, "v_init": "none" if m.v_init is None else m.v_init}
         }
@@ -243,7 +241,7 @@ class _Builder:
         nir = self.nir
         size = self.shapes[id(m)][0]
         th = m.v_th if torch.is_tensor(m.v_th) else torch.tensor(float(m.v_th))
-        v_th = _per_neuron(th, size)
+        v_th = _thresholds(th, size, key)
         meta = {"rmpsnn": {"reset": m.reset, "dt": self.dt, "surrogate": repr(m.surrogate)}}
         self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
@@ -274,6 +272,26 @@ def _flatten(nir, in_shape: tuple, start_dim: int, end_dim: int):
     if start <= -full:
         raise NIRExportError("Flatten over the batch dimension cannot be exported")
     return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=start, end_dim=end)
+
+
+def _thresholds(th: torch.Tensor, size: tuple, key: str) -> np.ndarray:
+    """A neuron's threshold as one value per neuron of the per-sample shape ``size``, read as the
+    neuron reads it: a 1-D vector of length ``C`` is one threshold per channel (``size[0]``, the
+    channel axis after a convolution), anything else broadcasts from the right."""
+    th = th.detach().double()
+    if th.ndim == 1 and len(size) > 1:
+        if th.numel() != size[0]:
+            raise NIRExportError(
+                f"{key}: {th.numel()} thresholds for a layer of {size[0]} channels (shape {list(size)}); "
+                f"give one per channel or one number"
+            )
+        th = th.reshape(-1, *([1] * (len(size) - 1)))
+    try:
+        return _per_neuron(th, size)
+    except ValueError as e:
+        raise NIRExportError(
+            f"{key}: thresholds of shape {list(th.shape)} do not fit the layer's shape {list(size)}"
+        ) from e
 
 
 def _per_neuron(values, size) -> np.ndarray:
@@ -587,9 +605,28 @@ def _unit_thresholds(nir, b: _Builder) -> list[str]:
     return changed
 
 
+def _refuse_initial_potentials(nir, b: _Builder, target: str | None) -> None:
+    """NIR has no initial potential: other tools start every neuron at 0, so a converted SNN
+    started at θ/2 (``v_init="half"``) would run as a different network there."""
+    started = [
+        k
+        for k, n in b.nodes.items()
+        if isinstance(n, nir.IF) and _node_meta(n).get("v_init", "none") not in ("none", None, 0, 0.0)
+    ]
+    if started:
+        v_init = _node_meta(b.nodes[started[0]])["v_init"]
+        raise NIRExportError(
+            f"{started[0]}: the neurons start at v_init={v_init!r}, which NIR cannot express; "
+            f"{target or 'other tools'} would start them at 0 (a different network). Convert with "
+            f"v_init=None to export for other tools, or export for rmpsnn (target='rmpsnn' or no target: "
+            f"rmpsnn's from_nir restores it)"
+        )
+
+
 def _finish(nir, b: _Builder, meta: dict, path, portable: bool = False, target: str | None = None):
     meta["rmpsnn"]["exporter"] = "rmpsnn"
     if portable:
+        _refuse_initial_potentials(nir, b, target)
         changes = _unit_thresholds(nir, b) + _fold_scales(nir, b)
         changes += _make_portable(nir, b, fold_r=target in (None, "norse"))
         if target == "norse":
@@ -638,7 +675,11 @@ class NIRNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         if x.ndim == 4:  # a static batch: the same input at every step (direct encoding)
-            x = repeat_time(x, timesteps or self.timesteps)
+            steps = self.timesteps if timesteps is None else timesteps
+            check_timesteps(
+                steps, x[0].numel() * x.shape[0] * max(len(self.order), 1), what="the NIR network"
+            )
+            x = repeat_time(x, steps)
         values = {"input": x}
         for name in self.order:
             ins = [values[i] for i in self.inputs[name]]
@@ -649,86 +690,154 @@ class NIRNetwork(nn.Module):
 
 
 def _uniform(a, what: str, node: str) -> float:
-    a = np.asarray(a, np.float64)
+    a = _finite_array(a, what, node)
     if a.size and not np.allclose(a, a.flat[0]):
         raise NIRExportError(f"NIR node {node}: per-neuron {what} is not supported by rmpsnn's neurons")
     return float(a.flat[0]) if a.size else 0.0
 
 
-def _node_module(name: str, node, dt: float) -> nn.Module:
-    """The rmpsnn module for one NIR node; ``dt`` is the step the graph's parameters were made for."""
-    nir = _nir()
-    meta = (getattr(node, "metadata", None) or {}).get("rmpsnn", {})
-    if isinstance(node, nir.Conv2d):
-        w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+def _finite_array(a, what: str, node: str) -> np.ndarray:
+    try:
+        a = np.asarray(a, np.float64)
+    except (TypeError, ValueError) as e:
+        raise NIRExportError(f"NIR node {node}: {what} is not numeric ({e})") from e
+    if not np.isfinite(a).all():
+        raise NIRExportError(f"NIR node {node}: {what} holds NaN or infinite values")
+    return a
+
+
+def _tensor(a, what: str, node: str, ndim: int | None = None) -> torch.Tensor:
+    arr = _finite_array(a, what, node)
+    if ndim is not None and arr.ndim != ndim:
+        raise NIRExportError(
+            f"NIR node {node}: {what} has {arr.ndim} dimensions {list(arr.shape)}, not {ndim}"
+        )
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
+def _conv_module(name: str, node) -> nn.Module:
+    w = _tensor(node.weight, "weight", name, ndim=4)  # [out, in / groups, kh, kw]
+    bias = _tensor(node.bias, "bias", name, ndim=1)
+    groups = int(_uniform(node.groups, "groups", name))
+    if groups < 1 or w.shape[0] % groups:
+        raise NIRExportError(
+            f"NIR node {name}: groups={groups} must be >= 1 and divide the {w.shape[0]} outputs"
+        )
+    if len(bias) != w.shape[0]:
+        raise NIRExportError(f"NIR node {name}: {len(bias)} biases for {w.shape[0]} output channels")
+    try:
         conv = nn.Conv2d(
-            w.shape[1] * int(node.groups),
+            w.shape[1] * groups,
             w.shape[0],
             tuple(w.shape[2:]),
             stride=_pair(node.stride),
             padding=_pair(node.padding),
             dilation=_pair(node.dilation),
-            groups=int(node.groups),
+            groups=groups,
         )
-        conv.weight.data.copy_(w)
-        conv.bias.data.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32))
-        return TimeFolded(conv)
+    except (ValueError, RuntimeError) as e:
+        raise NIRExportError(f"NIR node {name}: not a valid convolution ({e})") from e
+    conv.weight.data.copy_(w)
+    conv.bias.data.copy_(bias)
+    return TimeFolded(conv)
+
+
+def _linear_module(name: str, node, nir) -> nn.Module:
+    w = _tensor(node.weight, "weight", name, ndim=2)
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=isinstance(node, nir.Affine))
+    lin.weight.data.copy_(w)
+    if isinstance(node, nir.Affine):
+        bias = _tensor(node.bias, "bias", name, ndim=1)
+        if len(bias) != w.shape[0]:
+            raise NIRExportError(f"NIR node {name}: {len(bias)} biases for {w.shape[0]} outputs")
+        lin.bias.data.copy_(bias)
+    return TimeFolded(lin)
+
+
+def _pool_module(name: str, node, nir) -> nn.Module:
+    """AvgPool2d, or SumPool2d (Norse's pooling; rmpsnn writes it for target="norse"): an average
+    pool that does not divide (``divisor_override=1``)."""
+    k, s, p = (
+        tuple(int(v) for v in np.atleast_1d(_finite_array(a, what, name)))
+        for a, what in ((node.kernel_size, "kernel_size"), (node.stride, "stride"), (node.padding, "padding"))
+    )
+    if min(k + s) < 1 or min(p) < 0:
+        raise NIRExportError(
+            f"NIR node {name}: pool kernel {k}, stride {s} must be >= 1 and padding {p} >= 0"
+        )
+    one = lambda t: t if len(t) > 1 else t[0]  # noqa: E731
+    divisor = 1 if isinstance(node, nir.SumPool2d) else None
+    try:
+        return TimeFolded(nn.AvgPool2d(one(k), one(s), one(p), divisor_override=divisor))
+    except (ValueError, RuntimeError) as e:
+        raise NIRExportError(f"NIR node {name}: not a valid pool ({e})") from e
+
+
+def _neuron_module(name: str, node, dt: float, convention: str, nir) -> nn.Module:
+    """LIF or IF.  ``convention`` says how the graph's producer meant the input gain: "rmpsnn"
+    (also snnTorch's and SpikingJelly's importers) discretises ``τ du/dt = -u + R I`` at ``dt``
+    (LIF gain ``dt R / τ``, IF gain ``dt R``); "norse" ignores ``r`` -- Norse writes IF with r = 1
+    and runs it as ``u += x`` whatever dt, and LIF as ``u += dt/τ (x - u)``."""
+    meta = _node_meta(node)
+    reset = meta.get("reset", "hard")
+    if _uniform(node.v_reset if node.v_reset is not None else 0.0, "v_reset", name) != 0.0:
+        raise NIRExportError(
+            f"NIR node {name}: v_reset != 0 is not supported (rmpsnn resets to 0 or subtracts)"
+        )
+    th = _finite_array(node.v_threshold, "v_threshold", name)
+    uniform = th.size == 0 or np.allclose(th, th.flat[0])
+    v_th = float(th.flat[0]) if uniform else torch.as_tensor(th, dtype=torch.float32)
+    v_init = meta.get("v_init", "none")
+    v_init = None if v_init in ("none", None) else ("half" if v_init == "half" else float(v_init) * v_th)
+    r = 1.0 if convention == "norse" else _uniform(node.r, "r", name)
+    if isinstance(node, nir.LIF):
+        if _uniform(node.v_leak, "v_leak", name) != 0.0:
+            raise NIRExportError(f"NIR node {name}: v_leak != 0 is not supported")
+        tau = _uniform(node.tau, "tau", name)
+        if tau <= 0:
+            raise NIRExportError(f"NIR node {name}: tau={tau:g}; a time constant must be > 0")
+        beta = 1.0 - dt / tau  # forward Euler: u[t] = (1 - dt/τ) u[t-1] + (dt R / τ) I[t]
+        if not 0.0 <= beta <= 1.0:
+            raise NIRExportError(
+                f"NIR node {name}: tau={tau:g} is shorter than the time step dt={dt:g} (decay "
+                f"1 - dt/tau = {beta:g}); pass the dt the graph was made for, e.g. from_nir(path, "
+                f"target='snntorch') (dt=1e-4) or target='norse' (dt=1e-3)"
+            )
+        gain = dt * r / tau
+        neuron = LIF(tau=beta, v_th=v_th, reset=reset)
+    else:
+        gain = 1.0 if convention == "norse" else dt * r
+        neuron = IF(v_th=v_th, reset=reset, v_init=v_init)
+    return neuron if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), neuron)
+
+
+def _node_module(name: str, node, dt: float, convention: str = "rmpsnn") -> nn.Module:
+    """The rmpsnn module for one NIR node; ``dt`` is the step the graph's parameters were made for
+    and ``convention`` how its producer meant neuron input gains (see :func:`_neuron_module`)."""
+    nir = _nir()
+    if isinstance(node, nir.Conv2d):
+        return _conv_module(name, node)
     if isinstance(node, (nir.Affine, nir.Linear)):
-        w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
-        lin = nn.Linear(w.shape[1], w.shape[0], bias=isinstance(node, nir.Affine))
-        lin.weight.data.copy_(w)
-        if isinstance(node, nir.Affine):
-            lin.bias.data.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32))
-        return TimeFolded(lin)
-    if isinstance(node, nir.AvgPool2d):
-        k, s, p = (
-            tuple(int(v) for v in np.atleast_1d(a)) for a in (node.kernel_size, node.stride, node.padding)
-        )
-        return TimeFolded(
-            nn.AvgPool2d(k if len(k) > 1 else k[0], s if len(s) > 1 else s[0], p if len(p) > 1 else p[0])
-        )
+        return _linear_module(name, node, nir)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        return _pool_module(name, node, nir)
     if isinstance(node, nir.Flatten):
         start, end = int(node.start_dim), int(node.end_dim)  # NIR dims exclude the batch
         return TimeFolded(nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end))
     if isinstance(node, (nir.LIF, nir.IF)):
-        reset = meta.get("reset", "hard")
-        if _uniform(node.v_reset, "v_reset", name) != 0.0:
-            raise NIRExportError(
-                f"NIR node {name}: v_reset != 0 is not supported (rmpsnn resets to 0 or subtracts)"
-            )
-        th = np.asarray(node.v_threshold, np.float64)
-        uniform = th.size == 0 or np.allclose(th, th.flat[0])
-        v_th = float(th.flat[0]) if uniform else torch.as_tensor(th, dtype=torch.float32)
-        v_init = meta.get("v_init", "none")
-        v_init = None if v_init in ("none", None) else ("half" if v_init == "half" else float(v_init) * v_th)
-        if isinstance(node, nir.LIF):
-            if _uniform(node.v_leak, "v_leak", name) != 0.0:
-                raise NIRExportError(f"NIR node {name}: v_leak != 0 is not supported")
-            tau = _uniform(node.tau, "tau", name)
-            beta = 1.0 - dt / tau  # forward Euler: u[t] = (1 - dt/τ) u[t-1] + (dt R / τ) I[t]
-            if not 0.0 <= beta <= 1.0:
-                raise NIRExportError(
-                    f"NIR node {name}: tau={tau:g} is shorter than the time step dt={dt:g} (decay "
-                    f"1 - dt/tau = {beta:g}); pass the dt the graph was made for, e.g. from_nir(path, "
-                    f"dt=1e-4) for snnTorch or 1e-3 for Norse"
-                )
-            gain = dt * _uniform(node.r, "r", name) / tau
-            neuron = LIF(tau=beta, v_th=v_th, reset=reset)
-        else:
-            gain = dt * _uniform(node.r, "r", name)
-            neuron = IF(v_th=v_th, reset=reset, v_init=v_init)
-        return neuron if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), neuron)
+        return _neuron_module(name, node, dt, convention, nir)
     if isinstance(node, nir.I):
         gain = dt * _uniform(node.r, "r", name)
-        readout = OutputIntegrator(meta.get("readout", "final"))
+        readout = OutputIntegrator(_node_meta(node).get("readout", "final"))
         return readout if abs(gain - 1.0) < 1e-6 else nn.Sequential(_Scale(gain), readout)
     if isinstance(node, nir.Scale):
-        return _Scale(torch.as_tensor(np.asarray(node.scale), dtype=torch.float32))
+        return _Scale(_tensor(node.scale, "scale", name))
     raise NIRExportError(f"NIR node {name}: {type(node).__name__} is not supported by rmpsnn's importer")
 
 
 def _node_meta(node) -> dict:
-    return (getattr(node, "metadata", None) or {}).get("rmpsnn", {})
+    meta = getattr(node, "metadata", None) or {}
+    return meta.get("rmpsnn", {}) if isinstance(meta.get("rmpsnn", {}), dict) else {}
 
 
 class _Scale(nn.Module):
@@ -742,36 +851,26 @@ class _Scale(nn.Module):
         return x * self.gain
 
 
-def from_nir(graph, *, dt: float | None = None) -> NIRNetwork:
-    """Build an rmpsnn network from a NIR graph (or a path to a ``.nir`` file).  Soft reset,
-    the read-out mode and the number of steps are restored from rmpsnn's metadata.
-
-    ``dt`` is the time step the graph's continuous-time parameters were written for: rmpsnn's own
-    graphs say it in their metadata (default 1); for other tools give theirs (snnTorch 1e-4,
-    Norse 1e-3; see :data:`TARGET_DT`)."""
+def _read_graph(graph):
     nir = _nir()
-    if isinstance(graph, (str, Path)):
-        path = Path(graph)
-        if not path.is_file():
-            raise NIRExportError(f"NIR file {path} not found")
-        try:
-            graph = nir.read(str(path))
-        except Exception as e:  # h5py and nir raise many types for a damaged or foreign file
-            raise NIRExportError(
-                f"{path}: not a readable NIR file ({type(e).__name__}: {e}); it may be truncated or "
-                f"not written by a NIR exporter"
-            ) from e
-    inputs: dict[str, list[str]] = {}
-    for src, dst in graph.edges:
-        inputs.setdefault(dst, []).append(src)
-    in_names = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
-    out_names = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
-    if len(in_names) != 1 or len(out_names) != 1:
-        raise NIRExportError("rmpsnn imports graphs with exactly one Input and one Output node")
-    # Kahn's algorithm over the compute nodes
-    rename = {in_names[0]: "input"}
-    done, order = {in_names[0]}, []
-    pending = [k for k in graph.nodes if k not in (in_names[0], out_names[0])]
+    if not isinstance(graph, (str, Path)):
+        return graph
+    path = Path(graph)
+    if not path.is_file():
+        raise NIRExportError(f"NIR file {path} not found")
+    try:
+        return nir.read(str(path))
+    except Exception as e:  # h5py and nir raise many types for a damaged or foreign file
+        raise NIRExportError(
+            f"{path}: not a readable NIR file ({type(e).__name__}: {e}); it may be truncated or "
+            f"not written by a NIR exporter"
+        ) from e
+
+
+def _topological_order(graph, inputs: dict, in_name: str, out_name: str) -> list[str]:
+    """Kahn's algorithm over the compute nodes."""
+    done, order = {in_name}, []
+    pending = [k for k in graph.nodes if k not in (in_name, out_name)]
     while pending:
         ready = [k for k in pending if all(i in done for i in inputs.get(k, []))]
         if not ready:
@@ -780,19 +879,87 @@ def from_nir(graph, *, dt: float | None = None) -> NIRNetwork:
             order.append(k)
             done.add(k)
             pending.remove(k)
-    graph_meta = (getattr(graph, "metadata", None) or {}).get("rmpsnn", {})
+    return order
+
+
+MAX_TIMESTEPS = 1_000_000  # a graph's stored step count beyond this is a damaged or crafted file
+
+
+def _graph_timesteps(meta: dict) -> int:
+    steps = meta.get("timesteps", 1)
+    if isinstance(steps, (bool, str)) or not isinstance(steps, (int, float, np.integer, np.floating)):
+        raise NIRExportError(f"the graph's metadata timesteps={steps!r} is not a number")
+    if not (np.isfinite(steps) and steps == int(steps) and 1 <= steps <= MAX_TIMESTEPS):
+        raise NIRExportError(
+            f"the graph's metadata timesteps={steps!r} must be a whole number from 1 to {MAX_TIMESTEPS}; "
+            f"run the network with an explicit number of steps: net(x, timesteps=T)"
+        )
+    return int(steps)
+
+
+def _warn_ambiguous_if(graph, order: list[str], dts: dict, conventions: dict, nir) -> None:
+    """An IF node with r = 1 read at a dt < 1 gets an input gain dt: right for snnTorch/SpikingJelly
+    graphs, wrong for Norse's (IF as u += x).  Say so instead of silently never spiking."""
+    suspects = [
+        k
+        for k in order
+        if isinstance(graph.nodes[k], nir.IF)
+        and conventions[k] == "rmpsnn"
+        and not _node_meta(graph.nodes[k])
+        and dts[k] != 1.0
+        and np.allclose(np.asarray(graph.nodes[k].r, np.float64), 1.0)
+    ]
+    if suspects:
+        gain = dts[suspects[0]]
+        warnings.warn(
+            f"NIR import: IF node(s) {', '.join(suspects[:3])} have r=1 and are read at dt={gain:g}, "
+            f"an input gain of {gain:g}. A graph written by Norse means u += x: import it with "
+            f"from_nir(graph, target='norse')",
+            stacklevel=3,
+        )
+
+
+def from_nir(graph, *, dt: float | None = None, target: str | None = None) -> NIRNetwork:
+    """Build an rmpsnn network from a NIR graph (or a path to a ``.nir`` file).  Soft reset,
+    the read-out mode and the number of steps are restored from rmpsnn's metadata.
+
+    ``dt`` is the time step the graph's continuous-time parameters were written for: rmpsnn's own
+    graphs say it in their metadata (default 1).  For a graph written by or for another tool give
+    ``target="snntorch" | "spikingjelly" | "norse"``: its dt (:data:`TARGET_DT`) and its reading of
+    the neurons' input gain ``r`` (Norse ignores ``r``: IF is ``u += x`` at any dt)."""
+    nir = _nir()
+    if target is not None or dt is not None:
+        dt = _resolve_dt(dt, target)
+    graph = _read_graph(graph)
+    inputs: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        inputs.setdefault(dst, []).append(src)
+    in_names = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    out_names = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(in_names) != 1 or len(out_names) != 1:
+        raise NIRExportError("rmpsnn imports graphs with exactly one Input and one Output node")
+    rename = {in_names[0]: "input"}
+    order = _topological_order(graph, inputs, in_names[0], out_names[0])
+    graph_meta = _node_meta(graph)
+    ours = graph_meta.get("exporter") == "rmpsnn"
     dts = {
         k: float(dt if dt is not None else _node_meta(graph.nodes[k]).get("dt", graph_meta.get("dt", DT)))
         for k in order
     }
-    modules = {k: _node_module(k, graph.nodes[k], dts[k]) for k in order}
+    # rmpsnn's own nodes carry their dt and gains; other nodes follow the target's convention
+    conventions = {
+        k: "rmpsnn" if ours or _node_meta(graph.nodes[k]) or target != "norse" else "norse" for k in order
+    }
+    _warn_ambiguous_if(graph, order, dts, conventions, nir)
+    modules = {k: _node_module(k, graph.nodes[k], dts[k], conventions[k]) for k in order}
     ins = {k: [rename.get(i, i) for i in inputs.get(k, [])] for k in order}
-    meta = graph_meta
+    if out_names[0] not in inputs:
+        raise NIRExportError(f"the graph's Output node {out_names[0]} has no input edge")
     return NIRNetwork(
         modules,
         ins,
         order,
         [rename.get(i, i) for i in inputs[out_names[0]]],
-        int(meta.get("timesteps", 1)),
-        meta.get("input", "static"),
+        _graph_timesteps(graph_meta),
+        graph_meta.get("input", "static"),
     )
