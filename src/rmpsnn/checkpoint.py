@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import CheckpointError, NonFiniteError
 from .io import atomic_write  # re-exported: the one atomic write lives in rmpsnn.io
+from .limits import check_memory
 from .models import create
 
 __all__ = [
@@ -87,10 +88,8 @@ def load_model(
     if not name:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
     kwargs, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
-    try:
-        model = create(name, **kwargs)
-    except ValueError as e:
-        raise CheckpointError(f"{path} does not match model {name!r}: {e}") from e
+    model = _build(path, name, kwargs)
+    _check_stored_types(path, state, model)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # tensors of the wrong shape
@@ -103,8 +102,52 @@ def load_model(
             f"{path} does not match model {name!r} {kwargs}: missing {list(missing)[:5]}, unexpected "
             f"{list(unexpected)[:5]}"
         )
+    bad = nonfinite_tensors(model)
+    if bad:
+        more = ", ..." if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s) ({', '.join(bad[:3])}{more}); "
+            f"the file is damaged or was not saved by rmpsnn -- use another checkpoint"
+        )
     info.update(model=name, kwargs=kwargs)
     return model.to(device), info
+
+
+def _build(path: Path, name: str, kwargs: dict) -> nn.Module:
+    """``create(name, **kwargs)`` for the arguments a checkpoint's metadata records, sized first on
+    the meta device (no memory) so that crafted sizes are refused instead of allocated."""
+    try:
+        with torch.device("meta"):
+            probe = create(name, **kwargs)
+        n = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+        check_memory(
+            n * 4.0,
+            what=f"{path}: model {name!r} {kwargs}",
+            lower="the checkpoint's metadata is damaged or the model is too large for this machine",
+            error=CheckpointError,
+        )
+        return create(name, **kwargs)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError, NotImplementedError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise CheckpointError(
+            f"{path} does not match model {name!r}: its metadata does not build it ({detail}); the file "
+            f"was edited or written for another version"
+        ) from e
+
+
+def _check_stored_types(path: Path, state: dict, model: nn.Module) -> None:
+    """Weights stored as bool or integers load into float tensors without complaint (and then make
+    nonsense, e.g. a threshold of 0): refuse them, naming the tensor."""
+    expected = model.state_dict()
+    for key, value in state.items():
+        want = expected.get(key)
+        if want is not None and want.is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {key!r} is stored as {value.dtype}, but the model's is floating point; "
+                f"the file was not written by rmpsnn or was altered"
+            )
 
 
 def read_safetensors(

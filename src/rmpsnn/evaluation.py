@@ -11,8 +11,63 @@ from torch import nn
 
 from .data import ImageArrays
 from .data import transforms as T
+from .errors import DataError
 
-__all__ = ["evaluate_arrays", "normalised", "top1"]
+__all__ = [
+    "check_labels",
+    "check_model_matches_data",
+    "evaluate_arrays",
+    "model_classes",
+    "normalised",
+    "top1",
+]
+
+
+def check_labels(labels: torch.Tensor, num_outputs: int, *, what: str = "the data") -> None:
+    """Refuse labels a model with ``num_outputs`` classes cannot be scored on: an accuracy over
+    labels it can never predict would be a silent wrong number."""
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise DataError(f"{what}: labels must be class indices (integers), got {labels.dtype}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
+        raise DataError(
+            f"{what}: labels run from {int(labels.min())} to {int(labels.max())}, but the model has "
+            f"{num_outputs} outputs (classes 0..{num_outputs - 1}); evaluate it on the data it was trained "
+            f"on, or train a model for these classes"
+        )
+
+
+def model_classes(model: nn.Module) -> int | None:
+    """The number of classes ``model`` scores: the outputs of its last ``nn.Linear`` (the
+    classifier of every model in the zoo), or None when it has none."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return None if last is None else last.out_features
+
+
+def check_model_matches_data(
+    model: nn.Module, info: dict, *, num_classes: int, input_shape, where: str, data_name: str = "the data"
+) -> None:
+    """The checkpoint ``where`` (``info`` as :func:`rmpsnn.checkpoint.load_model` returns it) can be
+    evaluated on data of ``num_classes`` classes and ``input_shape`` images: same classes, and the
+    image shape it was trained on (when the checkpoint records it)."""
+    outputs = model_classes(model)
+    if outputs is not None and outputs != num_classes:
+        config = info.get("config") if isinstance(info.get("config"), dict) else {}
+        trained_on = (
+            (config.get("data") or {}).get("dataset", "?") if isinstance(config.get("data"), dict) else "?"
+        )
+        raise DataError(
+            f"{where} scores {outputs} classes but {data_name} has {num_classes}; evaluate it on the "
+            f"data set it was trained on ({trained_on})"
+        )
+    trained = (info.get("data") or {}).get("input_shape")
+    if trained is not None and list(trained) != list(input_shape):
+        raise DataError(
+            f"{where} was trained on images of shape {list(trained)} (C, H, W) but {data_name} gives "
+            f"{list(input_shape)}; evaluate it on images of the size it was trained on"
+        )
 
 
 @torch.no_grad()
@@ -36,7 +91,9 @@ def top1(
     t0 = time.perf_counter()
     for x, y in batches:
         x = prepare(x) if prepare is not None else x.to(device)
-        correct += int((model(x).argmax(-1) == y.to(x.device)).sum())
+        out = model(x)
+        check_labels(y, out.shape[-1])
+        correct += int((out.argmax(-1) == y.to(x.device)).sum())
         n += len(y)
     secs = time.perf_counter() - t0
     return {

@@ -21,7 +21,7 @@ from ..conversion import available_balancers, convert, evaluate_over_time, first
 from ..data import DataConfig, ImageArrays, image_arrays
 from ..devices import resolve_device
 from ..errors import ConfigError, InputError
-from ..evaluation import evaluate_arrays, normalised
+from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
 from ..io import write_json
 from ..models import list_models
 
@@ -229,6 +229,10 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
         raise InputError(f"{path} stores no input statistics (mean/std); train it with `rmpsnn train-ann`")
     train = image_arrays(cfg.data, "train", cfg.run.seed)
     test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
+    check_model_matches_data(
+        model, info, num_classes=test.num_classes, input_shape=test.images.shape[1:], where=str(path),
+        data_name=f"data set {cfg.data.dataset!r}",
+    )  # fmt: skip
     c = cfg.conversion
     return conversion_experiment(
         model,

@@ -49,8 +49,8 @@ from torch import fx, nn
 from tqdm import tqdm
 
 from .._choices import BALANCE_METHODS
-from ..errors import InputError
-from ..evaluation import top1
+from ..errors import DataError, InputError
+from ..evaluation import check_labels, top1
 from ..models.qcfs import QCFS
 from .balancing import BalanceContext, get_balancer, positive_threshold
 from .calibrate import CALIBRATION_METHODS
@@ -358,6 +358,7 @@ def evaluate_over_time(
         for x, y in _labelled(data):
             x, y = x.to(dev), y.to(dev)
             out = snn(x, T)  # [T, B, K] accumulated
+            check_labels(y, out.shape[-1])
             pred = out[idx.to(dev)].argmax(-1)  # [len(steps), B]
             correct += (pred == y.unsqueeze(0)).float().sum(1).cpu()
             first = n == 0
@@ -378,6 +379,8 @@ def evaluate_over_time(
             elif not total_images:
                 line = f"{n} images, {secs:.0f} s"
             report(line, len(y))
+    if n == 0:  # an accuracy of 0.0 over nothing would be a silent wrong number
+        raise DataError("evaluate_over_time: the data holds no images; give at least one labelled batch")
     secs = time.perf_counter() - t0
     return {
         "timesteps": steps,

@@ -14,6 +14,7 @@ from torch import nn
 from ..checkpoint import load_model, resolve_checkpoint
 from ..data.registry import DataBundle
 from ..errors import InputError
+from ..evaluation import check_model_matches_data
 from .config import TrainConfig, load_config
 from .distributed import Dist
 from .trainer import build_data
@@ -56,4 +57,9 @@ def load_run(
         model.timesteps = timesteps
         overrides.append(f"model.timesteps={timesteps}")
     cfg = load_config(info["config"], overrides)
-    return LoadedRun(checkpoint, model, info, cfg, build_data(cfg, Dist(device=device)))
+    data = build_data(cfg, Dist(device=device))
+    check_model_matches_data(
+        model, info, num_classes=data.num_classes, input_shape=data.input_shape, where=str(checkpoint),
+        data_name=f"data set {cfg.data.dataset!r}",
+    )  # fmt: skip
+    return LoadedRun(checkpoint, model, info, cfg, data)

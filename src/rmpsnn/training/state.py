@@ -11,7 +11,9 @@ a run killed while saving keeps its previous checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint import CheckpointError, atomic_write, read_safetensors
 
-__all__ = ["load_state", "save_state"]
+__all__ = ["check_resume_state", "load_state", "save_state"]
 
 _TENSOR, _TUPLE, _DICT = "__tensor__", "__tuple__", "__dict__"
 
@@ -76,9 +78,71 @@ def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     tensors, meta = read_safetensors(path, device, what=what)
     try:
         skeleton = json.loads(meta.pop("tree"))
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, RecursionError) as e:
         raise CheckpointError(
             f"{path}: not a readable {what} ({type(e).__name__}: {e}); resume from an earlier copy or "
             f"start the run again"
         ) from e
-    return _join(skeleton, tensors), meta
+    try:
+        return _join(skeleton, tensors), meta
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise CheckpointError(
+            f"{path}: the {what}'s structure is damaged ({type(e).__name__}: {str(e)[:120]}); resume from "
+            f"an earlier copy or start the run again"
+        ) from e
+
+
+def _whole(progress: dict, key: str, low: int, high: float | None, path) -> int:
+    value = progress.get(key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise CheckpointError(
+            f"{path}: progress {key}={value!r} is not a whole number in {bound}; the checkpoint was edited "
+            f"or damaged -- resume from an earlier copy or start the run again"
+        )
+    return value
+
+
+def check_resume_state(state, path, *, epochs: int, steps_per_epoch: int) -> None:
+    """Refuse a training checkpoint whose parts cannot be resumed as they are: missing parts,
+    progress outside the run (``epoch`` in 0..epochs, ``step`` within an epoch), non-finite
+    sums, random-number states the generators do not take.  One :class:`CheckpointError` line."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a training checkpoint (its state is a {type(state).__name__})")
+    missing = [k for k in ("model", "optimizer", "scheduler", "progress", "partial", "rng") if k not in state]
+    if missing or not isinstance(state["progress"], dict) or not isinstance(state["rng"], dict):
+        raise CheckpointError(f"{path}: the training checkpoint lacks {missing or 'its progress or rng'}")
+    p = state["progress"]
+    _whole(p, "epoch", 0, epochs, path)
+    _whole(p, "step", 0, max(steps_per_epoch - 1, 0), path)
+    _whole(p, "global_step", 0, None, path)
+    for key, ok in (("best_accuracy", lambda v: v == -1.0 or 0.0 <= v <= 1.0), ("elapsed", lambda v: v >= 0)):
+        v = p.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+            raise CheckpointError(f"{path}: progress {key}={v!r} is out of range; the checkpoint was edited")
+    partial = state["partial"]
+    if (
+        not torch.is_tensor(partial)
+        or partial.shape != (5,)
+        or not bool(torch.isfinite(partial.double()).all())
+    ):
+        raise CheckpointError(f"{path}: the epoch's partial sums are damaged; resume from an earlier copy")
+    _check_rng(state["rng"], path)
+
+
+def _check_rng(rng: dict, path) -> None:
+    torch_state = rng.get("torch")
+    try:
+        if not torch.is_tensor(torch_state) or torch_state.dtype != torch.uint8:
+            raise TypeError(f"the torch state is {type(torch_state).__name__}, not a uint8 tensor")
+        torch.Generator().set_state(torch_state)
+        random.Random().setstate(rng.get("python"))
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise CheckpointError(
+            f"{path}: the random-number state is damaged ({str(e)[:120]}); resume from an earlier copy"
+        ) from e

@@ -56,7 +56,7 @@ from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, l
 from .distributed import Dist, init_distributed
 from .optim import build_optimizer
 from .rundir import RunLock, read_metrics, remove_stale_temp_files
-from .state import load_state, save_state
+from .state import check_resume_state, load_state, save_state
 
 __all__ = ["Trainer", "build_data", "evaluate_model", "resume_config", "train"]
 
@@ -319,6 +319,7 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state, _ = load_state(path)
+        check_resume_state(state, path, epochs=self.cfg.optim.epochs, steps_per_epoch=self.steps_per_epoch)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -335,8 +336,9 @@ class Trainer:
             random.setstate(state["rng"]["python"])
             if "cuda" in state["rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{path} does not match this run's model or optimizer: {e}") from e
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            detail = " ".join(str(e).split())[:300]  # one line, whatever torch's message holds
+            raise CheckpointError(f"{path} does not match this run's model or optimizer: {detail}") from e
 
     # -- metrics
     def _write_metrics(self, rec: dict) -> None:
