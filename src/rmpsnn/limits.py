@@ -9,7 +9,15 @@ import os
 
 from .errors import InputError
 
-__all__ = ["MAX_IMAGE_PIXELS", "available_memory", "check_memory", "check_timesteps", "gib"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "available_memory",
+    "check_memory",
+    "check_simulation",
+    "check_timesteps",
+    "gib",
+    "step_activations",
+]
 
 # a decoded image larger than this (pixels per image) is refused: 8192 x 8192, 200 MB as RGB
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -66,3 +74,64 @@ def check_timesteps(
         error=error,
     )
     return timesteps
+
+
+def step_activations(
+    model, input_shape, *, time_major: bool = False, what: str = "the model"
+) -> tuple[int, int]:
+    """``(total, largest)`` number of values the leaf modules of ``model`` output for ONE sample
+    and ONE time step of input ``input_shape`` (C, H, W), measured by running it once at T = 1.
+    A model that cannot take that input raises :class:`InputError` here, before any training."""
+    import torch
+
+    sizes: list[int] = []
+
+    def hook(_m, _inputs, out):
+        if torch.is_tensor(out):
+            sizes.append(out.numel())
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    steps, was_training = getattr(model, "timesteps", None), model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    sample = torch.zeros((1, 1, *input_shape) if time_major else (1, *input_shape), device=device)
+    try:
+        if steps is not None:
+            model.timesteps = 1
+        model.eval()
+        with torch.no_grad():
+            model(sample)
+    except (RuntimeError, ValueError, IndexError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise InputError(
+            f"{what} cannot take inputs of shape {list(input_shape)} (C, H, W): {detail}; use images of the "
+            f"size the model was built for"
+        ) from e
+    finally:
+        for h in handles:
+            h.remove()
+        if steps is not None:
+            model.timesteps = steps
+        model.train(was_training)
+    return sum(sizes), max(sizes, default=0)
+
+
+def check_simulation(
+    model,
+    input_shape,
+    *,
+    timesteps,
+    batch_size: int,
+    training: bool,
+    what: str,
+    lower: str,
+    time_major: bool = False,
+    error: type[Exception] = InputError,
+) -> None:
+    """Refuse a run of ``model`` for ``timesteps`` steps on batches of ``batch_size`` whose
+    activations cannot fit in memory: training keeps every layer's ``[T, B, ...]`` output for the
+    backward pass (about 3 values per output: value, surrogate input, gradient); evaluation holds
+    a few layers at a time."""
+    total, largest = step_activations(model, input_shape, time_major=time_major, what=what)
+    per_step = (3 * total if training else 4 * largest) * max(int(batch_size), 1)
+    check_timesteps(timesteps, per_step, what=what, error=error, lower=lower)

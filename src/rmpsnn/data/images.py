@@ -25,6 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from ..limits import MAX_IMAGE_PIXELS, gib
 from ._io import DataError, atomic_save_npz, cache_dir, file_checksum
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "list_image_folder",
     "load_image_folder",
     "require_classes",
+    "require_same_image_size",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
@@ -102,6 +104,20 @@ def require_classes(data: ImageArrays, minimum: int = 2) -> None:
             f"{data.name or 'the training data'}: {len(data)} images of {len(present)} class(es) ({names}); "
             f"a classifier needs images of at least {minimum} classes"
         )
+
+
+def require_same_image_size(train: ImageArrays, test: ImageArrays) -> None:
+    """Refuse splits of different image sizes before training (a model built for the training
+    images would fail on the test images only after a whole epoch)."""
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{train.name or 'train'} images are {list(train.images.shape[1:])} (C, H, W) but "
+            f"{test.name or 'test'} images are {list(test.images.shape[1:])}; give both splits one size"
+        )
+
+
+# an image file (compressed) larger than this is refused before it is read into memory
+MAX_IMAGE_FILE_BYTES = 256 << 20
 
 
 # ----------------------------------------------------------------------------- listing
@@ -190,9 +206,19 @@ def list_image_folder(source: str | Path, split: str | None) -> tuple[list[str],
 
 # ----------------------------------------------------------------------------- decoding
 def _open_image(data: bytes, name: str, size: tuple[int, int] | None):
+    """Decode one image; its pixel count is checked from the header before decoding (PIL's own
+    limit is a warning up to 2x its bound and then an error naming no file)."""
     try:
         img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise DataError(
+                f"{name}: a {w}x{h} image ({w * h / 1e6:.0f} M pixels, {gib(3.0 * w * h)} decoded) is larger "
+                f"than rmpsnn decodes ({MAX_IMAGE_PIXELS / 1e6:.0f} M pixels); resize it beforehand"
+            )
         img = img.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{name}: {e}; resize it beforehand") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {e}); the file is corrupt") from e
     if size is not None and img.size != (size[1], size[0]):
@@ -208,6 +234,12 @@ def _decode_chunk(args) -> np.ndarray:
         shape = None
         for m in members:
             try:
+                stored = z.getinfo(m).file_size if z is not None else (Path(source) / m).stat().st_size
+                if stored > MAX_IMAGE_FILE_BYTES:  # a zip's small entry can expand to gigabytes
+                    raise DataError(
+                        f"{source}: {m} is {gib(stored)} uncompressed, more than an image file may be "
+                        f"({gib(MAX_IMAGE_FILE_BYTES)}); remove it or resize it"
+                    )
                 data = z.read(m) if z is not None else (Path(source) / m).read_bytes()
             except (OSError, zipfile.BadZipFile, KeyError) as e:
                 raise DataError(f"{source}: cannot read {m} ({type(e).__name__}: {e})") from e

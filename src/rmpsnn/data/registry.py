@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from . import transforms as T
 from .cifar import load_cifar10, load_cifar100
 from .events import CIFAR10DVS, EmulatedEvents
-from .images import ImageArrays, imagenet, require_classes
+from .images import ImageArrays, imagenet, require_classes, require_same_image_size
 from .loader import ArrayLoader, DatasetLoader, collate_time_major
 from .resolve import channel_stats, load_static, synthetic_images
 
@@ -211,6 +211,7 @@ def image_bundle(cfg: DataConfig, ctx: LoaderContext, arrays: Callable) -> DataB
     train = _limited(arrays(cfg, "train", ctx.seed), cfg.train_limit, ctx.seed)
     test = _limited(arrays(cfg, "test", ctx.seed), cfg.test_limit, ctx.seed)
     require_classes(train)
+    require_same_image_size(train, test)
     mean, std = channel_stats(train)
     size = train.images.shape[-1]
     aug = []

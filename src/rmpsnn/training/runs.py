@@ -13,8 +13,9 @@ from torch import nn
 
 from ..checkpoint import load_model, resolve_checkpoint
 from ..data.registry import DataBundle
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..evaluation import check_model_matches_data
+from ..limits import check_simulation
 from .config import TrainConfig, load_config
 from .distributed import Dist
 from .trainer import build_data
@@ -61,5 +62,11 @@ def load_run(
     check_model_matches_data(
         model, info, num_classes=data.num_classes, input_shape=data.input_shape, where=str(checkpoint),
         data_name=f"data set {cfg.data.dataset!r}",
+    )  # fmt: skip
+    check_simulation(
+        model, data.input_shape, timesteps=getattr(model, "timesteps", None) or 1, batch_size=100,
+        training=False, time_major=data.time_major, what=f"{checkpoint} ({info['model']})",
+        lower="lower --timesteps" if timesteps is not None else "the checkpoint's timesteps are damaged",
+        error=InputError if timesteps is not None else CheckpointError,
     )  # fmt: skip
     return LoadedRun(checkpoint, model, info, cfg, data)

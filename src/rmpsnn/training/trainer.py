@@ -48,6 +48,7 @@ from ..data.registry import DataBundle, LoaderContext
 from ..errors import NonFiniteError
 from ..evaluation import top1
 from ..io import write_json, write_text
+from ..limits import check_simulation
 from ..losses import QuantizationErrorMeter, rmp_lambda, rmp_loss
 from ..models import create
 from ..models.registry import builder, list_models
@@ -181,6 +182,13 @@ class Trainer:
                 f"optim.batch_size={cfg.optim.batch_size} is larger than the training set "
                 f"({self.data.info['train_images']} images); lower it"
             )
+        # the model takes the data's images, and T x batch of activations fit: checked before any work
+        check_simulation(
+            self.model, self.data.input_shape, timesteps=getattr(self.model, "timesteps", None) or 1,
+            batch_size=cfg.optim.batch_size, training=True, time_major=self.data.time_major,
+            what=f"model {cfg.model.name}", lower="lower model.timesteps or optim.batch_size",
+            error=ConfigError,
+        )  # fmt: skip
         o = cfg.optim
         self.optimizer, self.scheduler = build_optimizer(self.model, o, self.steps_per_epoch)
         amp = o.amp == "on" or (o.amp == "auto" and self.device.type == "cuda")
