@@ -148,7 +148,7 @@ def read_config(
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
         if not isinstance(data, dict):
             sections = ", ".join(f.name for f in dataclasses.fields(cls))
             raise ConfigError(f"{path} must hold a mapping of sections ({sections})")

@@ -300,7 +300,14 @@ def _per_neuron(values, size) -> np.ndarray:
 
 
 def _pair(v) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
+    """One number or two (height, width) as a pair of ints."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise NIRExportError(f"expected one or two numbers, got {v!r}") from e
+    if a.ndim > 1 or a.size not in (1, 2) or not np.isfinite(a).all() or (a != np.round(a)).any():
+        raise NIRExportError(f"expected one or two whole numbers, got {a.tolist()}")
+    a = a.reshape(-1).astype(int).tolist()
     return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
 
 
@@ -951,11 +958,11 @@ def from_nir(graph, *, dt: float | None = None, target: str | None = None) -> NI
         k: "rmpsnn" if ours or _node_meta(graph.nodes[k]) or target != "norse" else "norse" for k in order
     }
     _warn_ambiguous_if(graph, order, dts, conventions, nir)
-    modules = {k: _node_module(k, graph.nodes[k], dts[k], conventions[k]) for k in order}
+    modules = {k: _imported(k, graph.nodes[k], dts[k], conventions[k]) for k in order}
     ins = {k: [rename.get(i, i) for i in inputs.get(k, [])] for k in order}
     if out_names[0] not in inputs:
         raise NIRExportError(f"the graph's Output node {out_names[0]} has no input edge")
-    return NIRNetwork(
+    net = NIRNetwork(
         modules,
         ins,
         order,
@@ -963,3 +970,39 @@ def from_nir(graph, *, dt: float | None = None, target: str | None = None) -> NI
         _graph_timesteps(graph_meta),
         graph_meta.get("input", "static"),
     )
+    _check_layers_fit(net, graph.nodes[in_names[0]])
+    return net
+
+
+def _imported(name: str, node, dt: float, convention: str) -> nn.Module:
+    """:func:`_node_module`, with any malformed parameter (an array where a number belongs, a
+    number out of range) reported as one line naming the node."""
+    try:
+        return _node_module(name, node, dt, convention)
+    except NIRExportError:
+        raise
+    except (TypeError, ValueError, IndexError, RuntimeError, OverflowError, AttributeError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise NIRExportError(
+            f"NIR node {name} ({type(node).__name__}): malformed parameters ({type(e).__name__}: {detail})"
+        ) from e
+
+
+def _check_layers_fit(net: NIRNetwork, input_node) -> None:
+    """Run one step of a zero input of the graph's declared input shape, so that layers that do not
+    fit together fail here, named, rather than when the network is first run."""
+    try:
+        shape = [int(v) for v in np.asarray(next(iter(input_node.input_type.values()))).reshape(-1)]
+    except (AttributeError, StopIteration, TypeError, ValueError):
+        return  # no usable declared shape: nothing to check against
+    if not shape or min(shape) < 1 or int(np.prod(shape)) > 1 << 24:
+        return
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 1, *shape), timesteps=1)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise NIRExportError(
+            f"the graph's layers do not fit its input {shape} ({detail}); the graph is damaged or was not "
+            f"written for this input"
+        ) from e
