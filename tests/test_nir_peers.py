@@ -342,3 +342,41 @@ def test_rmpsnn_reads_back_its_own_norse_graphs_with_sum_pools():
     assert any(isinstance(n, nir.SumPool2d) for n in graph.nodes.values())
     assert torch.equal(from_nir(graph)(x).detach(), ref)
     assert torch.equal(run_norse(graph, x), ref)
+
+
+def soft_lif_mlp():
+    torch.manual_seed(9)
+    net = nn.Sequential(
+        TimeFolded(nn.Linear(6, 16)),
+        LIF(reset="soft"),
+        TimeFolded(nn.Linear(16, 4)),
+        LIF(v_th=0.2, reset="soft"),
+    )
+    hard = nn.Sequential(net[0], LIF(reset="hard"), net[2], LIF(v_th=0.2, reset="hard"))
+    return net.eval(), hard.eval(), torch.rand(T, B, 6) * 3
+
+
+def test_snntorch_runs_a_soft_reset_lif_graph_as_reset_to_zero():
+    """What docs/export.md says: snnTorch imports the lossy soft-reset LIF and resets it to zero."""
+    soft, hard, x = soft_lif_mlp()
+    graph = to_nir(soft, x, target="snntorch", allow_lossy_reset=True)
+    out = run_snntorch(graph, x)
+    assert torch.equal(out, hard(x).detach()) and not torch.equal(out, soft(x).detach())
+
+
+def test_norse_runs_a_soft_reset_lif_exactly_with_reset_subtract():
+    """The docs/export.md recipe: set reset_subtract on each imported LIFBoxCell."""
+    nt = pytest.importorskip("norse.torch")
+    from norse.torch.functional.reset import reset_subtract
+
+    soft, hard, x = soft_lif_mlp()
+    graph = to_nir(soft, x, target="norse", allow_lossy_reset=True)
+    net = nt.from_nir(graph, dt=1e-3, ignore_warnings=True)
+    assert torch.equal(_run_stateful(net, x), hard(x).detach())  # as imported: reset to zero
+    net = nt.from_nir(graph, dt=1e-3, ignore_warnings=True)
+    for m in net.modules():
+        if isinstance(m, nt.LIFBoxCell):
+            m.p = m.p._replace(reset_method=reset_subtract)
+    ref = soft(x).detach()
+    assert 0.02 < ref.mean() < 0.9
+    assert torch.equal(_run_stateful(net, x), ref)
