@@ -34,7 +34,8 @@ _HINTS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "the path is a folder; give a file name",
 }
-_OS_ERROR_IN_TEXT = re.compile(r"os error (\d+)")  # safetensors (Rust) reports I/O errors as text
+# safetensors (Rust) and HDF5 (h5py) report I/O errors as text: "os error 28", "errno = 28"
+_OS_ERROR_IN_TEXT = re.compile(r"(?:os error|errno =) (\d+)")
 
 
 def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError | None:
@@ -44,7 +45,8 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError | Non
     if code is None:
         found = _OS_ERROR_IN_TEXT.search(str(exc))
         if found is None:
-            return WriteError(f"cannot write {path}: {exc}") if isinstance(exc, OSError) else None
+            detail = " ".join(str(exc).split())
+            return WriteError(f"cannot write {path}: {detail}") if isinstance(exc, OSError) else None
         code = int(found.group(1))
     hint = _HINTS.get(code)
     err = WriteError(

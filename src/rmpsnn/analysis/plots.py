@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import atomic_write
 
 __all__ = [
     "plot_accuracy_vs_timesteps",
@@ -66,12 +67,13 @@ def plot_accuracy_vs_timesteps(
 def _save(plt, fig, path) -> list[Path]:
     fig.tight_layout()
     base = Path(path).with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext in (".png", ".svg"):
-        fig.savefig(base.with_suffix(ext))
-        out.append(base.with_suffix(ext))
-    plt.close(fig)
+    try:
+        for ext in (".png", ".svg"):  # atomically: a full disk keeps the previous figure
+            atomic_write(base.with_suffix(ext), lambda tmp, fmt=ext[1:]: fig.savefig(tmp, format=fmt))
+            out.append(base.with_suffix(ext))
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -30,6 +30,7 @@ import contextlib
 import copy
 import csv
 import inspect
+import io
 import json
 import random
 import sys
@@ -375,10 +376,11 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         recs = [r for r in read_metrics(path) if r["epoch"] <= epochs_done]
         write_text(path, "".join(json.dumps(r) + "\n" for r in recs))
-        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(recs)
+        table = io.StringIO(newline="")
+        w = csv.DictWriter(table, fieldnames=_CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(recs)
+        write_text(self.run_dir / "metrics.csv", table.getvalue())
 
     # -- the loop
     def prepare_run_dir(self, resume: bool) -> None:
