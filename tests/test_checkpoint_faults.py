@@ -173,7 +173,7 @@ def test_convert_refuses_data_of_another_image_size_or_classes(tmp_path, capsys,
     monkeypatch.setenv("RMPSNN_CACHE", str(tmp_path / "cache"))
     big = write_two_class_folder(tmp_path / "big", size=12, n_train=2, n_test=2)
     ann = tmp_path / "ann.safetensors"  # as train-ann writes it for 8x8 images of 2 classes
-    kwargs = {"width": [4, 8, 8], "num_classes": 2}
+    kwargs = {"width": [4, 8, 8], "num_classes": 2, "image_size": 8}
     save_model(
         ann, create("ann_cpu_net", **kwargs), model_name="ann_cpu_net", model_kwargs=kwargs,
         mean=[0.5] * 3, std=[0.2] * 3, data={"input_shape": [3, 8, 8]},

@@ -12,12 +12,12 @@ from torch import nn
 from .data import ImageArrays
 from .data import transforms as T
 from .errors import DataError
+from .limits import probe_model
 
 __all__ = [
     "check_labels",
     "check_model_matches_data",
     "evaluate_arrays",
-    "model_classes",
     "normalised",
     "top1",
 ]
@@ -36,24 +36,24 @@ def check_labels(labels: torch.Tensor, num_outputs: int, *, what: str = "the dat
         )
 
 
-def model_classes(model: nn.Module) -> int | None:
-    """The number of classes ``model`` scores: the outputs of its last ``nn.Linear`` (the
-    classifier of every model in the zoo), or None when it has none."""
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    return None if last is None else last.out_features
-
-
 def check_model_matches_data(
-    model: nn.Module, info: dict, *, num_classes: int, input_shape, where: str, data_name: str = "the data"
+    model: nn.Module,
+    info: dict,
+    *,
+    num_classes: int,
+    input_shape,
+    where: str,
+    data_name: str = "the data",
+    time_major: bool = False,
 ) -> None:
     """The checkpoint ``where`` (``info`` as :func:`rmpsnn.checkpoint.load_model` returns it) can be
-    evaluated on data of ``num_classes`` classes and ``input_shape`` images: same classes, and the
-    image shape it was trained on (when the checkpoint records it)."""
-    outputs = model_classes(model)
-    if outputs is not None and outputs != num_classes:
+    evaluated on data of ``num_classes`` classes and ``input_shape`` images: the image shape it was
+    trained on (when the checkpoint records it), and as many outputs as classes (one forward of
+    one zero sample tells)."""
+    trained = (info.get("data") or {}).get("input_shape")
+    probe_shape = list(trained) if isinstance(trained, list) and trained else list(input_shape)
+    outputs = probe_model(model, probe_shape, time_major=time_major, what=where).outputs
+    if outputs != num_classes:
         config = info.get("config") if isinstance(info.get("config"), dict) else {}
         trained_on = (
             (config.get("data") or {}).get("dataset", "?") if isinstance(config.get("data"), dict) else "?"
@@ -62,10 +62,9 @@ def check_model_matches_data(
             f"{where} scores {outputs} classes but {data_name} has {num_classes}; evaluate it on the "
             f"data set it was trained on ({trained_on})"
         )
-    trained = (info.get("data") or {}).get("input_shape")
-    if trained is not None and list(trained) != list(input_shape):
+    if probe_shape != list(input_shape):
         raise DataError(
-            f"{where} was trained on images of shape {list(trained)} (C, H, W) but {data_name} gives "
+            f"{where} was trained on images of shape {probe_shape} (C, H, W) but {data_name} gives "
             f"{list(input_shape)}; evaluate it on images of the size it was trained on"
         )
 

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import numbers
 import os
+from dataclasses import dataclass
 
 from .errors import InputError
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
+    "Probe",
     "available_memory",
     "check_memory",
     "check_simulation",
     "check_timesteps",
     "gib",
-    "step_activations",
+    "probe_model",
 ]
 
 # a decoded image larger than this (pixels per image) is refused: 8192 x 8192, 200 MB as RGB
@@ -76,12 +78,21 @@ def check_timesteps(
     return timesteps
 
 
-def step_activations(
-    model, input_shape, *, time_major: bool = False, what: str = "the model"
-) -> tuple[int, int]:
-    """``(total, largest)`` number of values the leaf modules of ``model`` output for ONE sample
-    and ONE time step of input ``input_shape`` (C, H, W), measured by running it once at T = 1.
-    A model that cannot take that input raises :class:`InputError` here, before any training."""
+@dataclass(frozen=True)
+class Probe:
+    """What one forward of one sample for one time step tells about a model: the number of values
+    its leaf modules output (``total``, ``largest`` of one module) and its output's last
+    dimension (``outputs``: the number of classes of a classifier)."""
+
+    total: int
+    largest: int
+    outputs: int
+
+
+def probe_model(model, input_shape, *, time_major: bool = False, what: str = "the model") -> Probe:
+    """Run ``model`` once on a zero input of ``input_shape`` (C, H, W) at T = 1 (batch 1, eval
+    mode, random-number state untouched).  A model that cannot take that input raises
+    :class:`InputError` here, before any training or evaluation."""
     import torch
 
     sizes: list[int] = []
@@ -99,8 +110,8 @@ def step_activations(
         if steps is not None:
             model.timesteps = 1
         model.eval()
-        with torch.no_grad():
-            model(sample)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            out = model(sample)
     except (RuntimeError, ValueError, IndexError) as e:
         detail = " ".join(str(e).split())[:200]
         raise InputError(
@@ -113,7 +124,8 @@ def step_activations(
         if steps is not None:
             model.timesteps = steps
         model.train(was_training)
-    return sum(sizes), max(sizes, default=0)
+    outputs = out.shape[-1] if torch.is_tensor(out) and out.ndim else 0
+    return Probe(sum(sizes), max(sizes, default=0), int(outputs))
 
 
 def check_simulation(
@@ -132,6 +144,6 @@ def check_simulation(
     activations cannot fit in memory: training keeps every layer's ``[T, B, ...]`` output for the
     backward pass (about 3 values per output: value, surrogate input, gradient); evaluation holds
     a few layers at a time."""
-    total, largest = step_activations(model, input_shape, time_major=time_major, what=what)
-    per_step = (3 * total if training else 4 * largest) * max(int(batch_size), 1)
+    probe = probe_model(model, input_shape, time_major=time_major, what=what)
+    per_step = (3 * probe.total if training else 4 * probe.largest) * max(int(batch_size), 1)
     check_timesteps(timesteps, per_step, what=what, error=error, lower=lower)

@@ -61,7 +61,7 @@ def load_run(
     data = build_data(cfg, Dist(device=device))
     check_model_matches_data(
         model, info, num_classes=data.num_classes, input_shape=data.input_shape, where=str(checkpoint),
-        data_name=f"data set {cfg.data.dataset!r}",
+        data_name=f"data set {cfg.data.dataset!r}", time_major=data.time_major,
     )  # fmt: skip
     check_simulation(
         model, data.input_shape, timesteps=getattr(model, "timesteps", None) or 1, batch_size=100,
