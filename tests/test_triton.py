@@ -13,7 +13,7 @@ import torch
 from rmpsnn import surrogate as S
 from rmpsnn.errors import InputError
 from rmpsnn.functional import kernels, lif_multistep, lif_multistep_state
-from rmpsnn.functional.neuron import _select_backend
+from rmpsnn.functional.kernels import select_kernel
 from rmpsnn.losses import rmp_loss
 from rmpsnn.neurons import LIF
 
@@ -206,12 +206,15 @@ def test_auto_picks_the_device_kernel():
     def fake(device, dtype):
         return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
 
-    inflor = S.get("inflor")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        assert _select_backend("auto", fake("cuda", dtype), inflor) == "triton"
-    assert _select_backend("auto", fake("cuda", torch.float64), inflor) == "torch"
-    assert _select_backend("auto", fake("cpu", torch.float32), inflor) == "cpu"
-    assert _select_backend("auto", fake("cpu", torch.float16), inflor) == "torch"  # not under interpret
+        assert select_kernel("lif", fake("cuda", dtype)) == "triton"
+        assert select_kernel("rmp", fake("cuda", dtype)) == "triton"  # one choice for neurons and RMP-Loss
+    assert select_kernel("lif", fake("cuda", torch.float64)) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32)) == "cpu"
+    assert select_kernel("lif", fake("cpu", torch.float32), kernel_surrogate=False) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32), features={"v_th_grad"}) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32), features={"tau_grad"}) == "cpu"
+    assert select_kernel("lif", fake("cpu", torch.float16)) == "torch"  # not under interpret
 
 
 def test_compiled_graphs_keep_the_triton_kernels():
