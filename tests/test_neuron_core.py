@@ -166,3 +166,26 @@ def test_rank2_multistep_input_names_the_layout_and_single_step_still_works():
         LIF()(torch.rand(4, 10))
     m = LIF(step_mode="single")
     assert m(torch.rand(4, 10)).shape == (4, 10)
+
+
+def test_nir_exports_trained_plif_and_refuses_the_synaptic_neuron_by_name():
+    pytest.importorskip("nir")
+    from rmpsnn.errors import NIRExportError
+    from rmpsnn.export.nir import to_nir
+
+    from rmpsnn.layers import TimeFolded
+
+    def stack(neuron):
+        return torch.nn.Sequential(
+            TimeFolded(torch.nn.Linear(4, 3)), neuron, TimeFolded(torch.nn.Linear(3, 2)), LIF()
+        )
+
+    net = stack(PLIF(tau=0.3, channels=3))
+    with torch.no_grad():
+        net[1].w.copy_(torch.tensor([0.0, 1.0, -1.0]))  # "trained" leaks: sigmoid(w)
+    x = torch.rand(3, 2, 4)
+    graph = to_nir(net, x)
+    beta = torch.sigmoid(torch.tensor([0.0, 1.0, -1.0])).double().numpy()
+    assert graph.nodes["1"].tau == pytest.approx(1 / (1 - beta), rel=1e-5)  # dt = 1
+    with pytest.raises(NIRExportError, match="SynapticLIF"):
+        to_nir(stack(SynapticLIF()), x)
