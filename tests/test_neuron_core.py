@@ -172,7 +172,6 @@ def test_nir_exports_trained_plif_and_refuses_the_synaptic_neuron_by_name():
     pytest.importorskip("nir")
     from rmpsnn.errors import NIRExportError
     from rmpsnn.export.nir import to_nir
-
     from rmpsnn.layers import TimeFolded
 
     def stack(neuron):
