@@ -33,14 +33,18 @@ def _reference(x, tau, v_th, reset, sg, v_init=None):
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("sg", ["inflor", "sigmoid", "triangle"])
-@pytest.mark.parametrize("tau_shape", ["scalar", "channel"])
+@pytest.mark.parametrize("tau_shape", ["scalar", "channel", "neuron"])
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
 def test_kernels_match_reference_autograd_with_learnable_tau(reset, sg, tau_shape, backend):
     """Values, input gradient and the learnable leak's gradient of each implementation equal
     autograd through the reference step."""
     torch.manual_seed(0)
     x0 = torch.randn(5, 2, 3, 4) * 0.6 + 0.3
-    tau0 = torch.tensor(0.4) if tau_shape == "scalar" else torch.tensor([0.2, 0.5, 0.9])
+    tau0 = {
+        "scalar": torch.tensor(0.4),
+        "channel": torch.tensor([0.2, 0.5, 0.9]),
+        "neuron": torch.rand(3, 4) * 0.9 + 0.05,
+    }[tau_shape]
     v0 = torch.rand(3, 4) * 0.3
     out = {}
     for name in ("ref", backend):
@@ -63,6 +67,25 @@ def test_kernels_match_reference_autograd_with_learnable_tau(reset, sg, tau_shap
         ((spikes * w).sum() + (upre * 0.3).sum() + ulast.sum() * 0.1).backward()
         out[name] = (spikes.detach(), upre.detach(), x.grad, tau.grad)
     for a, b in zip(out["ref"], out[backend], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("storage", ["auto", "float32"])
+def test_fused_leak_gradient_without_recorded_membranes(storage):
+    """Without u_pre returned (compact storage would apply), the fused leak gradient still equals
+    the reference: the kernel keeps float membranes when it needs u[t-1]."""
+    torch.manual_seed(2)
+    x0 = torch.randn(6, 3, 5) * 0.7 + 0.3
+    grads = []
+    for name in ("ref", "cpu"):
+        x, tau = x0.clone().requires_grad_(True), torch.tensor(0.6, requires_grad=True)
+        if name == "ref":
+            spikes, _, (last,) = _reference(x, tau, 0.5, "hard", "inflor")
+        else:
+            spikes, _, last = lif_multistep_state(x, tau=tau, backend="cpu", membrane_storage=storage)
+        (spikes.sum() + 0.3 * last.sum()).backward()
+        grads.append((x.grad, tau.grad))
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 

@@ -26,14 +26,16 @@ import torch
 
 from .errors import InputError
 from .functional.kernels import BACKENDS, cpu_kernels, run_kernel, select_kernel, triton_kernels
-from .functional.params import is_tracing
+from .functional.params import LIF_PARAMS, is_tracing
+
+_DEFAULT_V_TH = LIF_PARAMS.v_th  # the LIF default (a neuron's own threshold: MembraneRecorder.thresholds)
 
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
 REDUCTIONS = ("element", "layer")
 
 
-def quantization_distance(u: torch.Tensor, v_th: float | torch.Tensor = 0.5) -> torch.Tensor:
+def quantization_distance(u: torch.Tensor, v_th: float | torch.Tensor = _DEFAULT_V_TH) -> torch.Tensor:
     """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise; ``v_th`` a
     number or a tensor broadcastable to ``u``, e.g. ``[C, 1, 1]`` per channel)."""
     if torch.is_tensor(v_th):
@@ -42,7 +44,7 @@ def quantization_distance(u: torch.Tensor, v_th: float | torch.Tensor = 0.5) -> 
 
 
 def _thresholds(v_th, membranes: list[torch.Tensor], fn: str) -> list:
-    """One threshold per membrane: a number for all (the neurons' default is 0.5) or a sequence
+    """One threshold per membrane: a number for all (the LIF default 0.5) or a sequence
     with one entry per membrane (``MembraneRecorder.thresholds``), each a number or a tensor
     broadcastable to its membrane."""
     if isinstance(v_th, (list, tuple)):
@@ -197,7 +199,7 @@ class _RMPSum(torch.autograd.Function):
 
 def rmp_loss(
     membranes: Sequence[torch.Tensor] | torch.Tensor,
-    v_th: float | Sequence[float | torch.Tensor] = 0.5,
+    v_th: float | Sequence[float | torch.Tensor] = _DEFAULT_V_TH,
     p: float = 2,
     reduction: str = "element",
     backend: str = "auto",
@@ -249,7 +251,8 @@ def rmp_lambda(epoch: int | float, total_epochs: int, k: float = 0.1) -> float:
 
 
 def quantization_error(
-    membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: float | Sequence[float | torch.Tensor] = 0.5
+    membranes: Sequence[torch.Tensor] | torch.Tensor,
+    v_th: float | Sequence[float | torch.Tensor] = _DEFAULT_V_TH,
 ) -> dict:
     """Mean ``|Dis|`` and mean ``Dis²`` per layer and over all elements (the "quantization
     error" column of RMP-Loss Table 1), for one batch of recorded membranes; ``v_th`` as in
@@ -268,7 +271,7 @@ class QuantizationErrorMeter:
     :meth:`update` receives them, or a ``{name: threshold}`` dict; a per-call ``v_th`` given to
     :meth:`update` wins (e.g. ``MembraneRecorder.thresholds`` of that batch)."""
 
-    def __init__(self, v_th: float | Sequence | dict = 0.5):
+    def __init__(self, v_th: float | Sequence | dict = _DEFAULT_V_TH):
         self.v_th = v_th
         self.abs_sum: dict[str, float] = {}
         self.sq_sum: dict[str, float] = {}

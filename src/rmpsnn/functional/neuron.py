@@ -38,7 +38,7 @@ import os
 import torch
 
 from .. import surrogate as _surrogate
-from ..errors import InputError, NonFiniteError
+from ..errors import InputError
 from .fused import fused_backward, fused_forward
 from .kernels import select_kernel
 from .params import (
@@ -148,19 +148,6 @@ def selected_backend(
     )
 
 
-def _check_overflow(x: torch.Tensor, fn: str) -> None:
-    """Finite inputs so large that the membrane can overflow (|x| T > the dtype's max): refused,
-    because the fused kernel (compiled for finite arithmetic) and PyTorch (inf) would disagree."""
-    if x.device.type != "cpu" or not x.numel() or torch.compiler.is_compiling():
-        return
-    peak = float(torch.linalg.vector_norm(x.detach(), math.inf))
-    if peak * x.shape[0] > torch.finfo(x.dtype).max:
-        raise NonFiniteError(
-            f"{fn}: the input reaches |x| = {peak:.3g}, so over T = {x.shape[0]} steps the membrane "
-            f"potential can overflow {x.dtype} (max {torch.finfo(x.dtype).max:.3g}); scale the input down"
-        )
-
-
 def _learnable(p) -> bool:
     return torch.is_tensor(p) and p.requires_grad and torch.is_grad_enabled()
 
@@ -179,7 +166,6 @@ def _multistep(fn, x, params, defaults, need_membrane, backend, membrane_storage
         if torch.is_tensor(v_init):
             check_finite(v_init, fn, "v_init")
         v0 = as_param(v_init, sample_shape, "v_init", x)
-    _check_overflow(x, fn)
     learn_tau, learn_th = _learnable(tau), _learnable(v_th)
     features = {"tau_tensor"} if taup.flat.numel() > 1 else set()
     features |= {"tau_grad"} if learn_tau else set()

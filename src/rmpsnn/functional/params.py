@@ -185,22 +185,31 @@ def check_input(x: torch.Tensor, fn: str) -> None:
         raise InputError(f"{fn}: the time dimension (dim 0) is empty (T = 0); give at least one time step")
     if not x.is_floating_point():
         raise TypeError(f"{fn}: expected a floating-point tensor, got {x.dtype}")
-    check_finite(x, fn)
+    check_finite(x, fn, steps=x.shape[0])
 
 
-def check_finite(x: torch.Tensor, fn: str, what: str = "the input") -> None:
+def check_finite(x: torch.Tensor, fn: str, what: str = "the input", steps: int | None = None) -> None:
     """Refuse NaN/inf (on CPU): the fused kernel is compiled for finite values, so it and the
-    PyTorch loop would answer differently (spikes and gradients).  The sum is one vectorised pass
-    (~1/20 of the neuron's forward); only a non-finite sum is checked element by element.  (CUDA
-    tensors are not checked: that would synchronise every layer; NaN propagates there.)"""
-    if x.device.type == "cpu" and x.numel() and not is_tracing():
-        xd = x.detach()
-        if not torch.isfinite(xd.sum()) and not bool(torch.isfinite(xd).all()):
-            bad = int((~torch.isfinite(xd)).sum())
-            raise NonFiniteError(
-                f"{fn}: {what} holds {bad} NaN or infinite value(s) of {xd.numel()}; the layers "
-                f"before the neuron diverged (lower the learning rate) or the data holds NaN"
-            )
+    PyTorch loop would answer differently (spikes and gradients).  With ``steps`` (the T of a
+    neuron's input) also finite values so large that the potential can overflow over T steps
+    (``max |x| · T`` above the dtype's largest value), for the same reason.  One vectorised
+    max-norm pass; only a non-finite result is examined element by element.  (CUDA tensors are
+    not checked: that would synchronise every layer; NaN propagates there.)"""
+    if x.device.type != "cpu" or not x.numel() or is_tracing():
+        return
+    xd = x.detach()
+    peak = float(torch.linalg.vector_norm(xd, math.inf))
+    if not math.isfinite(peak) and not bool(torch.isfinite(xd).all()):
+        bad = int((~torch.isfinite(xd)).sum())
+        raise NonFiniteError(
+            f"{fn}: {what} holds {bad} NaN or infinite value(s) of {xd.numel()}; the layers "
+            f"before the neuron diverged (lower the learning rate) or the data holds NaN"
+        )
+    if steps is not None and peak * steps > torch.finfo(x.dtype).max:
+        raise NonFiniteError(
+            f"{fn}: {what} reaches |x| = {peak:.3g}, so over T = {steps} steps the membrane potential "
+            f"can overflow {x.dtype} (max {torch.finfo(x.dtype).max:.3g}); scale the input down"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

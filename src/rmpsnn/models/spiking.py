@@ -88,7 +88,7 @@ class SpikingNet(nn.Module):
 class SpikingBasicBlock(nn.Module):
     """conv-tdBN-LIF-conv-tdBN(α=1/√2) + shortcut, then LIF after the addition."""
 
-    def __init__(self, cin, cout, stride, neuron_kwargs, shortcut="conv", v_th=0.5):
+    def __init__(self, cin, cout, stride, neuron_kwargs, shortcut="conv", v_th=LIF_PARAMS.v_th):
         super().__init__()
         a = residual_alpha()
         self.conv1, self.bn1 = _conv(cin, cout, 3, stride), TdBatchNorm2d(cout, v_th=v_th)

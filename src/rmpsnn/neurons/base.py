@@ -1,11 +1,7 @@
-"""The shared machinery of neuron modules: time-step state, membrane recording, thresholds.
-
-* :class:`LIF` -- leaky integrate-and-fire, RMP-Loss defaults (tau 0.25, v_th 0.5, hard reset,
-  InfLoR surrogate);
-* :class:`IF` -- integrate-and-fire (tau 1) with the soft reset of the RMP neuron (RMP-SNN);
-* :class:`OutputIntegrator` -- the non-spiking read-out of RMP-Loss eq. 4;
-* :class:`MembraneRecorder` -- collects the pre-spike potentials of a model's neurons during a
-  forward pass, for RMP-Loss and for plots.
+"""The shared machinery of spiking modules: time-step state (:class:`Stateful`), the base of every
+spiking layer (:class:`Neuron`: recording, its firing threshold), the non-spiking read-out
+(:class:`OutputIntegrator`, RMP-Loss eq. 4), :func:`reset_states`, and :class:`MembraneRecorder`,
+which collects the pre-spike potentials of a model's neurons and their thresholds.
 
 Two step modes, same maths:
 
