@@ -160,11 +160,13 @@ class SpikingNeuron(Neuron):
         return spikes[0] if self.step_mode == "single" else spikes
 
     def extra_repr(self) -> str:
-        th = f"{float(self.v_th):g}" if self.v_th.ndim == 0 else f"tensor{tuple(self.v_th.shape)}"
-        tau = self.leak()
-        tau = (
-            f"{float(tau):g}" if not torch.is_tensor(tau) or tau.numel() == 1 else f"tensor{tuple(tau.shape)}"
-        )
+        def show(value) -> str:
+            if torch.is_tensor(value):
+                value = value.detach()
+                return f"{float(value):g}" if value.numel() == 1 else f"tensor{tuple(value.shape)}"
+            return f"{float(value):g}"
+
+        th, tau = show(self.v_th), show(self.leak())
         learn = ", learnable_threshold=True" if self.learnable_threshold else ""
         return (
             f"tau={tau}, v_th={th}, reset={self.reset!r}, surrogate={self.surrogate.name!r}, "

@@ -118,6 +118,7 @@ class SynapticLIF(Neuron):
 
     def extra_repr(self) -> str:
         return (
-            f"alpha={float(self.alpha):g}, tau={float(self.tau):g}, v_th={float(self.v_th):g}, "
+            f"alpha={float(self.alpha.detach()):g}, tau={float(self.tau.detach()):g}, "
+            f"v_th={float(self.v_th.detach()):g}, "
             f"reset={self.reset!r}, surrogate={self.surrogate.name!r}, learnable={self.learnable}"
         )
