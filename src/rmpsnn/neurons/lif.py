@@ -25,9 +25,9 @@ from ..functional.params import (
 from .base import Neuron
 from .registry import register_neuron
 
-__all__ = ["IF", "LIF", "RESETS", "SpikingNeuron"]
+__all__ = ["IF", "LIF", "MIN_LEARNED_THRESHOLD", "RESETS", "SpikingNeuron"]
 
-_MIN_LEARNED_THRESHOLD = 1e-3  # a learned threshold is clamped here (<= 0 would fire every step)
+MIN_LEARNED_THRESHOLD = 1e-3  # a learned threshold is clamped here (<= 0 would fire every step)
 
 
 def _param_field(name: str) -> property:
@@ -127,7 +127,7 @@ class SpikingNeuron(Neuron):
 
     def firing_threshold(self) -> float | torch.Tensor:
         if self.learnable_threshold:
-            return self.v_th.clamp(min=_MIN_LEARNED_THRESHOLD)
+            return self.v_th.clamp(min=MIN_LEARNED_THRESHOLD)
         # a Python number on the eager path (cheapest for the kernels); the buffer itself when
         # compiled or exported (float() would break the graph) or off the CPU (it would wait)
         if self.v_th.ndim > 0 or self.v_th.device.type != "cpu" or is_tracing(self.v_th):

@@ -26,6 +26,7 @@ from ..functional.params import (
 )
 from ..functional.reference import Firing, NeuronSpec, run_reference
 from .base import Neuron
+from .lif import MIN_LEARNED_THRESHOLD
 from .registry import register_neuron
 
 __all__ = ["SYNAPTIC_SPEC", "SynapticLIF", "synaptic_step"]
@@ -89,7 +90,7 @@ class SynapticLIF(Neuron):
         self.i = None
 
     def firing_threshold(self) -> torch.Tensor:
-        return self.v_th.clamp(min=1e-3) if self.learnable else self.v_th
+        return self.v_th.clamp(min=MIN_LEARNED_THRESHOLD) if self.learnable else self.v_th
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "single":
