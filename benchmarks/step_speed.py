@@ -11,6 +11,9 @@ measured side by side mean anything):
   rmpsnn        rmpsnn.layers.TimeFolded + rmpsnn.neurons.LIF (fused kernel on CPU)
   rmpsnn-f32mem the same, keeping u_pre for backward as float32 instead of 16-bit codes
   rmpsnn-torch  the same with backend="torch" (plain PyTorch loop), for reference
+  rmpsnn-plif   rmpsnn.neurons.PLIF (learnable leak tau = sigmoid(w), fused kernel with dL/dtau)
+  rmpsnn-plif-ref  PLIF with backend="torch": autograd through the reference step (unfused)
+  spikingjelly-plif  SpikingJelly's ParametricLIFNode, multi-step (torch), the same neuron
   spikingjelly  activation_based LIFNode, multi-step (torch) } only when installed
   snntorch      snn.Leaky looped over T (convs folded over T*B)  } pip install -r
   norse         LIFBoxCell looped over T (convs folded over T*B)  } benchmarks/requirements-peers.txt
@@ -25,7 +28,7 @@ it on free: RSS then follows live tensor memory instead of what malloc kept from
 (without it, variants that allocate per-time-step slices look smaller than they are).
 
 Prints a human-readable table on stderr and one JSON line on stdout.
-    python benchmarks/step_speed.py [--rounds 7] [--device cpu] [--no-peers]
+    python benchmarks/step_speed.py [--rounds 7] [--device cpu] [--no-peers] [--only a,b,...]
 """
 
 from __future__ import annotations
@@ -115,10 +118,12 @@ class FoldedSNN(nn.Module):
 
 
 def rmpsnn_net(backend="auto", neuron="lif", storage="auto"):
-    from rmpsnn.neurons import IF, LIF
+    from rmpsnn.neurons import IF, LIF, PLIF
 
     if neuron == "if":
         return FoldedSNN(lambda: IF(v_th=1.0, reset="soft", backend=backend))
+    if neuron == "plif":
+        return FoldedSNN(lambda: PLIF(tau=TAU, v_th=VTH, reset="hard", surrogate="inflor", backend=backend))
     return FoldedSNN(
         lambda: LIF(
             tau=TAU, v_th=VTH, reset="hard", surrogate="inflor", backend=backend, membrane_storage=storage
@@ -165,6 +170,16 @@ class LoopOverT(nn.Module):
 
 
 def peer_net(kind):
+    if kind == "spikingjelly-plif":
+        from spikingjelly.activation_based import neuron, surrogate
+
+        # decay_input=False, v_reset=0: v = (1 - sigmoid(w)) v + x, i.e. rmpsnn's tau = 1 - 1/init_tau
+        return FoldedSNN(
+            lambda: neuron.ParametricLIFNode(
+                init_tau=1 / (1 - TAU), decay_input=False, v_threshold=VTH, v_reset=0.0,
+                surrogate_function=surrogate.ATan(), step_mode="m",
+            )
+        )  # fmt: skip
     if kind == "spikingjelly":
         from spikingjelly.activation_based import neuron, surrogate
 
@@ -182,7 +197,7 @@ def peer_net(kind):
 
 
 def _reset_peer(model, kind):
-    if kind == "spikingjelly":
+    if kind.startswith("spikingjelly"):
         from spikingjelly.activation_based import functional
 
         functional.reset_net(model)
@@ -197,6 +212,8 @@ def build(name, T):
         return rmpsnn_net("auto", storage="float32")
     if name == "rmpsnn-torch":
         return rmpsnn_net("torch")
+    if name in ("rmpsnn-plif", "rmpsnn-plif-ref"):
+        return rmpsnn_net("torch" if name.endswith("ref") else "auto", neuron="plif")
     return peer_net(name)
 
 
@@ -309,6 +326,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-peers", action="store_true", help="skip SpikingJelly/snnTorch/Norse")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--only", help="comma-separated variants to run (the floor is always run)")
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     T, B, dev = args.timesteps, args.batch, args.device
@@ -319,17 +337,22 @@ def main(argv=None):
         return
 
     skipped = {}
-    variants = ["floor", "rmpsnn", "rmpsnn-f32mem", "rmpsnn-torch"]
+    variants = ["floor", "rmpsnn", "rmpsnn-f32mem", "rmpsnn-torch", "rmpsnn-plif", "rmpsnn-plif-ref"]
     matches = {}
     if not args.no_peers:
         for kind, why in peer_status().items():
             if why is None:
                 variants.append(kind)
                 matches[kind] = dynamics_match(kind, dev)
+                if kind == "spikingjelly":
+                    variants.append("spikingjelly-plif")
             else:
                 skipped[kind] = why
     else:
         skipped = {k: "--no-peers" for k in PEERS}
+    if args.only:
+        keep = {"floor", *args.only.split(",")}
+        variants = [v for v in variants if v in keep]
 
     runners = {v: Runner(v, T, B, dev) for v in variants}
     for r in runners.values():
@@ -442,24 +465,30 @@ def main(argv=None):
         }
         result["memory_method"] = next((m["method"] for m in memory.values() if "method" in m), None)
         result["memory_errors"] = {v: m["error"] for v, m in memory.items() if "error" in m}
-    targets = {
-        "train_ratio<=1.15": result["train_ratio_vs_floor"]["rmpsnn"] <= 1.15,
-        "inference_ratio<=1.10": result["inference_ratio_vs_floor"]["rmpsnn"] <= 1.10,
-        "faster_than_peers_train": all(med_t["rmpsnn"] < med_t[p] for p in variants if p in PEERS),
-        "faster_than_peers_inference": all(med_i["rmpsnn"] < med_i[p] for p in variants if p in PEERS),
-    }
+    targets = {}
+    if "rmpsnn" in variants:
+        targets = {
+            "train_ratio<=1.15": result["train_ratio_vs_floor"]["rmpsnn"] <= 1.15,
+            "inference_ratio<=1.10": result["inference_ratio_vs_floor"]["rmpsnn"] <= 1.10,
+            "faster_than_peers_train": all(med_t["rmpsnn"] < med_t[p] for p in variants if p in PEERS),
+            "faster_than_peers_inference": all(med_i["rmpsnn"] < med_i[p] for p in variants if p in PEERS),
+        }
+    if "rmpsnn-plif" in variants:
+        targets["plif_train_ratio<=1.25"] = result["train_ratio_vs_floor"]["rmpsnn-plif"] <= 1.25
+        if "spikingjelly-plif" in variants:
+            targets["plif_faster_than_spikingjelly_plif"] = med_t["rmpsnn-plif"] < med_t["spikingjelly-plif"]
     if memory and result["memory_ratio_vs_floor"].get("rmpsnn") is not None:
         targets["memory_ratio<=1.3"] = result["memory_ratio_vs_floor"]["rmpsnn"] <= 1.3
     result["targets_met"] = targets
 
     # human-readable table
     cols = ("train s", "x floor", "infer s", "x floor", "peak MB", "x floor")
-    print(f"\n{'variant':<14}" + "".join(f"{c:>10}" for c in cols), file=sys.stderr)
+    print(f"\n{'variant':<18}" + "".join(f"{c:>10}" for c in cols), file=sys.stderr)
     for v in variants:
         mb = result.get("train_peak_memory_bytes", {}).get(v)
         mr = result.get("memory_ratio_vs_floor", {}).get(v)
         print(
-            f"{v:<14}{med_t[v]:>10.3f}{ratio(med_t, v):>10.2f}{med_i[v]:>10.3f}{ratio(med_i, v):>10.2f}"
+            f"{v:<18}{med_t[v]:>10.3f}{ratio(med_t, v):>10.2f}{med_i[v]:>10.3f}{ratio(med_i, v):>10.2f}"
             f"{(mb or 0) / 2**20:>10.0f}{(mr or float('nan')):>10.2f}",
             file=sys.stderr,
         )

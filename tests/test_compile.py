@@ -52,7 +52,7 @@ def test_torch_export_of_an_inference_model():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_torch_compile_fullgraph_matches_eager_and_keeps_the_fused_kernels(mode, monkeypatch):
-    from rmpsnn.functional import neuron
+    from rmpsnn.functional import fused as neuron  # the kernel glue the custom ops call
 
     model = small_net().train(mode == "train")
     x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
@@ -82,18 +82,38 @@ def test_torch_compile_fullgraph_matches_eager_and_keeps_the_fused_kernels(mode,
 def test_the_kernel_ops_pass_opcheck_and_export_stays_portable():
     """The custom ops' schemas, fake (meta) implementations and dispatch are consistent
     (torch.library.opcheck); an exported graph holds aten ops only (no rmpsnn op to ship)."""
-    from rmpsnn.functional import neuron
+    from rmpsnn.functional import fused
 
     x2 = torch.randn(3, 40) * 0.7 + 0.3
     th = torch.tensor([0.5, 0.7])
+    tau = torch.tensor([0.25])
     for need_upre, radius in ((True, 0.0), (False, 0.5), (False, 0.0)):
-        args = (x2, th, 20, th * 0.5, 20, 0.25, True, need_upre, radius, "cpu")
-        torch.library.opcheck(neuron._lif_forward_op, args)
-    upre = neuron._lif_forward_op(x2, th, 20, None, 1, 0.25, False, True, 0.0, "cpu")[1]
+        args = (x2, th, 20, th * 0.5, 20, tau, 1, True, need_upre, radius, "cpu")
+        torch.library.opcheck(fused.lif_forward_op, args)
+    upre = fused.lif_forward_op(x2, th, 20, None, 1, tau, 1, False, True, 0.0, "cpu")[1]
     g = torch.randn(3, 40)
+    taus = torch.tensor([0.3, 0.6])
     for gs, gu, gl in ((g, None, None), (g, g, g[0]), (None, g, None)):
-        args = (gs, gu, gl, upre, th, 20, 0.25, False, True, 0, 3.0, 1.0, 0.0, torch.float32, "cpu")
-        torch.library.opcheck(neuron._lif_backward_op, args)
+        for tau_args, want_dtau in (((tau, 1), False), ((taus, 20), True)):
+            args = (
+                gs,
+                gu,
+                gl,
+                upre,
+                th,
+                20,
+                *tau_args,
+                th * 0.5,
+                20,
+                False,
+                True,
+                want_dtau,
+                0,
+                3.0,
+                1.0,
+                0.0,
+            )
+            torch.library.opcheck(fused.lif_backward_op, (*args, torch.float32, "cpu"))
     program = torch.export.export(small_net().eval(), (torch.rand(2, 3, 16, 16),))
     assert "rmpsnn" not in program.graph_module.code
 

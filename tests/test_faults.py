@@ -388,8 +388,12 @@ def test_both_backends_refuse_non_finite_input(fn, backend, bad):
         fn(x, backend=backend)
     with pytest.raises(NonFiniteError):
         fn(x.requires_grad_(), backend=backend)
-    big = torch.full((2, 4), 3e38)  # a finite input whose sum overflows is still accepted
+    big = torch.full((2, 4), 1e38)  # a finite input whose sum overflows but no potential can: accepted
     assert torch.equal(fn(big, backend="cpu"), fn(big, backend="torch"))
+    huge = torch.full((2, 4), 3e38)  # 2 steps of 3e38 can overflow float32 (IF): both refuse, by name
+    for b in ("cpu", "torch"):
+        with pytest.raises(NonFiniteError, match="overflow"):
+            fn(huge, backend=b)
 
 
 # ----------------------------------------------------------------------------- 10. odd values

@@ -13,7 +13,7 @@ import torch
 from rmpsnn import surrogate as S
 from rmpsnn.errors import InputError
 from rmpsnn.functional import kernels, lif_multistep, lif_multistep_state
-from rmpsnn.functional.neuron import _select_backend
+from rmpsnn.functional.kernels import select_kernel
 from rmpsnn.losses import rmp_loss
 from rmpsnn.neurons import LIF
 
@@ -206,12 +206,15 @@ def test_auto_picks_the_device_kernel():
     def fake(device, dtype):
         return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
 
-    inflor = S.get("inflor")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        assert _select_backend("auto", fake("cuda", dtype), inflor) == "triton"
-    assert _select_backend("auto", fake("cuda", torch.float64), inflor) == "torch"
-    assert _select_backend("auto", fake("cpu", torch.float32), inflor) == "cpu"
-    assert _select_backend("auto", fake("cpu", torch.float16), inflor) == "torch"  # not under interpret
+        assert select_kernel("lif", fake("cuda", dtype)) == "triton"
+        assert select_kernel("rmp", fake("cuda", dtype)) == "triton"  # one choice for neurons and RMP-Loss
+    assert select_kernel("lif", fake("cuda", torch.float64)) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32)) == "cpu"
+    assert select_kernel("lif", fake("cpu", torch.float32), kernel_surrogate=False) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32), features={"v_th_grad"}) == "torch"
+    assert select_kernel("lif", fake("cpu", torch.float32), features={"tau_grad"}) == "cpu"
+    assert select_kernel("lif", fake("cpu", torch.float16)) == "torch"  # not under interpret
 
 
 def test_compiled_graphs_keep_the_triton_kernels():
@@ -240,3 +243,44 @@ def test_several_programs_and_a_single_step(T):
     kw = dict(v_th=torch.rand(3) + 0.3, reset="soft", tau=0.5)
     v0 = torch.rand(3, 1) * 0.3
     _assert_all_close(_run(x, "triton", v_init=v0, **kw), _run(x, "torch", v_init=v0, **kw))
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("tau_shape", ["scalar", "channel"])
+def test_triton_learnable_tau_matches_the_reference_autograd(reset, tau_shape):
+    """PLIF's leak gradient (a reduction over time in the backward) under the interpreter equals
+    autograd through the reference step, as do the values and the input and v_init gradients."""
+    from rmpsnn.functional.params import as_param
+    from rmpsnn.functional.reference import LIF_SPEC, Firing, run_reference
+
+    torch.manual_seed(3)
+    x0 = torch.randn(4, 2, 3, 5) * 0.6 + 0.3
+    tau0 = torch.tensor(0.4) if tau_shape == "scalar" else torch.tensor([0.2, 0.6, 0.95])
+    v00 = torch.rand(3, 5) * 0.3
+    out = {}
+    for name in ("ref", "triton"):
+        x, tau, v0 = (t.clone().requires_grad_(True) for t in (x0, tau0, v00))
+        if name == "ref":
+            p = {
+                "tau": as_param(tau, x.shape[1:], "tau", x).bcast,
+                "v_th": torch.tensor(0.5),
+                "reset": reset,
+            }
+            s, u, (last,) = run_reference(LIF_SPEC, x, p, (v0,), Firing(S.get("inflor")))
+        else:
+            s, u, last = lif_multistep_state(
+                x, tau=tau, v_init=v0, reset=reset, backend="triton", need_membrane=True
+            )
+        w = torch.randn(s.shape, generator=torch.Generator().manual_seed(1))
+        ((s * w).sum() + (u * 0.3).sum() + last.sum() * 0.2).backward()
+        out[name] = (s.detach(), u.detach(), x.grad, tau.grad, v0.grad)
+    _assert_all_close(out["triton"], out["ref"])
+
+
+def test_triton_rmp_loss_reads_a_threshold_tensor():
+    from rmpsnn.losses import rmp_loss
+
+    u = torch.randn(3, 2, 8)
+    th = torch.tensor(0.7)
+    ref = rmp_loss([u], [th], backend="torch")
+    torch.testing.assert_close(rmp_loss([u], [th], backend="triton"), ref)

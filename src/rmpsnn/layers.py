@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
+from .functional.params import LIF_PARAMS
 
 __all__ = [
     "DirectEncoder",
@@ -91,7 +92,7 @@ class TdBatchNorm(nn.modules.batchnorm._BatchNorm):
         self,
         num_features: int,
         alpha: float = 1.0,
-        v_th: float = 0.5,
+        v_th: float = LIF_PARAMS.v_th,  # the LIF default threshold, from its one definition
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,

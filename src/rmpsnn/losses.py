@@ -25,26 +25,65 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .functional.kernels import (
-    TRITON_DTYPES,
-    cpu_kernels,
-    device_kernel,
-    numba_available,
-    run_kernel,
-    triton_available,
-    triton_kernels,
-    triton_runs_on,
-)
-from .functional.neuron import is_tracing
+from .functional.kernels import BACKENDS, cpu_kernels, run_kernel, select_kernel, triton_kernels
+from .functional.params import LIF_PARAMS, is_tracing
+
+_DEFAULT_V_TH = LIF_PARAMS.v_th  # the LIF default (a neuron's own threshold: MembraneRecorder.thresholds)
 
 __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_error", "rmp_lambda", "rmp_loss"]
 
 REDUCTIONS = ("element", "layer")
 
 
-def quantization_distance(u: torch.Tensor, v_th: float = 0.5) -> torch.Tensor:
-    """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise)."""
+def quantization_distance(u: torch.Tensor, v_th: float | torch.Tensor = _DEFAULT_V_TH) -> torch.Tensor:
+    """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise; ``v_th`` a
+    number or a tensor broadcastable to ``u``, e.g. ``[C, 1, 1]`` per channel)."""
+    if torch.is_tensor(v_th):
+        v_th = v_th.detach()  # the spike decision: no gradient into the threshold
     return torch.where(u >= v_th, 1 - u, -u)
+
+
+def _thresholds(v_th, membranes: list[torch.Tensor], fn: str) -> list:
+    """One threshold per membrane: a number for all (the LIF default 0.5) or a sequence
+    with one entry per membrane (``MembraneRecorder.thresholds``), each a number or a tensor
+    broadcastable to its membrane."""
+    if isinstance(v_th, (list, tuple)):
+        if len(v_th) != len(membranes):
+            raise InputError(
+                f"{fn}: got {len(v_th)} thresholds for {len(membranes)} membranes; pass one per membrane "
+                f"(MembraneRecorder.thresholds) or one number for all"
+            )
+        out = list(v_th)
+    elif torch.is_tensor(v_th) and v_th.numel() != 1:
+        raise InputError(
+            f"{fn}: v_th is a tensor of shape {tuple(v_th.shape)}; pass a number, or a list with one "
+            f"threshold per membrane"
+        )
+    else:
+        out = [v_th] * len(membranes)
+    for i, (th, u) in enumerate(zip(out, membranes, strict=True)):
+        if torch.is_tensor(th):
+            try:
+                torch.broadcast_shapes(th.shape, u.shape)
+            except RuntimeError:
+                raise InputError(
+                    f"{fn}: threshold {i} of shape {tuple(th.shape)} does not broadcast to its membrane "
+                    f"{tuple(u.shape)}"
+                ) from None
+        elif isinstance(th, bool) or not isinstance(th, (int, float)):
+            raise InputError(f"{fn}: threshold {i} must be a number or a tensor, got {th!r}")
+    return out
+
+
+def _scalar_threshold(th, u: torch.Tensor):
+    """``th`` as what the fused kernels take -- a float, or a 1-element tensor on ``u``'s device
+    for Triton (read there, no host wait) -- or ``None`` when it varies per channel/neuron."""
+    if not torch.is_tensor(th):
+        return float(th)
+    if th.numel() != 1:
+        return None
+    th = th.detach()
+    return float(th) if th.device.type == "cpu" else th.reshape(1).to(device=u.device, dtype=torch.float32)
 
 
 def _check_membranes(membranes) -> list[torch.Tensor]:
@@ -63,39 +102,27 @@ def _pow_mode(p: float) -> int:
     return 2 if p == 2 else (1 if p == 1 else 0)
 
 
-RMP_BACKENDS = ("auto", "cpu", "triton", "torch")
+RMP_BACKENDS = BACKENDS
 
 
-def _rmp_impl(u: torch.Tensor, backend: str) -> str:
-    """Which implementation sums ``|Dis(u)|^p``; ``"auto"``: the fused kernel of the device."""
-    if backend == "torch" or is_tracing(u):
+def _rmp_impl(u: torch.Tensor, th, backend: str) -> str:
+    """Which implementation sums ``|Dis(u)|^p``: :func:`select_kernel`'s choice for ``"rmp"``
+    (a per-channel threshold has no kernel: the PyTorch expression then)."""
+    if is_tracing(u):
         return "torch"
-    if backend == "auto":
-        return device_kernel(u)
-    if backend == "cpu":
-        if u.device.type != "cpu" or u.dtype != torch.float32 or not numba_available():
-            raise InputError(
-                f"rmp_loss(backend='cpu') needs float32 CPU membranes and numba; got {u.dtype} on "
-                f"{u.device}; use backend='auto'"
-            )
-        return "cpu"
-    if not (triton_available() and triton_runs_on(u) and u.dtype in TRITON_DTYPES):
-        raise InputError(
-            f"rmp_loss(backend='triton') needs the triton package and float32/float16/bfloat16 CUDA "
-            f"membranes (CPU ones only under TRITON_INTERPRET=1); got {u.dtype} on {u.device}; use "
-            f"backend='auto'"
-        )
-    return "triton"
+    features = () if _scalar_threshold(th, u) is not None else ("v_th_tensor",)
+    return select_kernel("rmp", u, backend=backend, features=features, fn="rmp_loss")
 
 
-def _dis_power_sum(u: torch.Tensor, v_th: float, p: float, impl: str) -> torch.Tensor:
+def _dis_power_sum(u: torch.Tensor, v_th, p: float, impl: str) -> torch.Tensor:
     """``Σ |Dis(u)|^p`` as a float64 scalar on ``u``'s device; a fused pass that allocates nothing
     per element on CPU (numba) and CUDA (Triton), and needs no host round trip off the CPU."""
     if impl == "cpu":
         flat = u.contiguous().reshape(-1)
         k = cpu_kernels()
         partial = np.zeros(max(1, -(-flat.numel() // k.BLOCK)), dtype=np.float64)
-        run_kernel(k.rmp_forward, flat.numpy(), np.float32(v_th), np.float32(p), _pow_mode(p), partial)
+        th = np.float32(_scalar_threshold(v_th, u))
+        run_kernel(k.rmp_forward, flat.numpy(), th, np.float32(p), _pow_mode(p), partial)
         return torch.tensor(partial.sum(), dtype=torch.float64)
     if impl == "triton":
         flat = u.contiguous().reshape(-1)
@@ -104,12 +131,18 @@ def _dis_power_sum(u: torch.Tensor, v_th: float, p: float, impl: str) -> torch.T
         partial = torch.zeros(max(1, grid[0]), dtype=torch.float32, device=u.device)
         if flat.numel():
             k.rmp_forward_kernel[grid](
-                flat, partial, flat.numel(), float(v_th), float(p), MODE=_pow_mode(p), BLOCK=k.RMP_BLOCK
-            )
+                flat, partial, flat.numel(), _device_threshold(v_th, u), float(p), MODE=_pow_mode(p),
+                BLOCK=k.RMP_BLOCK,
+            )  # fmt: skip
         return partial.sum(dtype=torch.float64)
     with torch.no_grad():
         d = quantization_distance(u, v_th)
         return d.abs().pow(p).sum(dtype=torch.float64)
+
+
+def _device_threshold(v_th, u: torch.Tensor) -> torch.Tensor:
+    th = _scalar_threshold(v_th, u)
+    return th if torch.is_tensor(th) else torch.tensor([th], dtype=torch.float32, device=u.device)
 
 
 class _RMPSum(torch.autograd.Function):
@@ -119,7 +152,7 @@ class _RMPSum(torch.autograd.Function):
     The sum comes out in float32 at least (a float16 sum over a layer would overflow)."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, v_th: float, p: float, impl: str):
+    def forward(ctx, u: torch.Tensor, v_th, p: float, impl: str):
         ctx.save_for_backward(u)
         ctx.v_th, ctx.p, ctx.impl = v_th, p, impl
         return _dis_power_sum(u.detach(), v_th, p, impl).to(torch.promote_types(u.dtype, torch.float32))
@@ -136,7 +169,7 @@ class _RMPSum(torch.autograd.Function):
             run_kernel(
                 k.rmp_backward,
                 flat.numpy(),
-                np.float32(ctx.v_th),
+                np.float32(_scalar_threshold(ctx.v_th, u)),
                 np.float32(ctx.p),
                 _pow_mode(ctx.p),
                 np.float32(float(grad)),
@@ -153,7 +186,7 @@ class _RMPSum(torch.autograd.Function):
                     grad.reshape(1),
                     g,
                     flat.numel(),
-                    float(ctx.v_th),
+                    _device_threshold(ctx.v_th, u),
                     float(ctx.p),
                     MODE=_pow_mode(ctx.p),
                     BLOCK=k.RMP_BLOCK,
@@ -166,7 +199,7 @@ class _RMPSum(torch.autograd.Function):
 
 def rmp_loss(
     membranes: Sequence[torch.Tensor] | torch.Tensor,
-    v_th: float = 0.5,
+    v_th: float | Sequence[float | torch.Tensor] = _DEFAULT_V_TH,
     p: float = 2,
     reduction: str = "element",
     backend: str = "auto",
@@ -183,6 +216,10 @@ def rmp_loss(
     recomputed from ``u``): on a CPU (numba) or a CUDA device (Triton) it costs about one pass over
     the membranes each way instead of the ~10 of the plain autograd expression.  ``backend``:
     ``"auto"`` (the fused kernel of the membranes' device), ``"cpu"``, ``"triton"`` or ``"torch"``.
+
+    ``v_th``: the threshold the spikes were decided at -- one number for every membrane, or one
+    per membrane (``MembraneRecorder.thresholds``: the neurons' real, possibly learned or
+    per-channel, thresholds; a tensor broadcastable to its membrane).  No gradient flows into it.
     """
     if reduction not in REDUCTIONS:
         raise InputError(f"unknown reduction {reduction!r}; valid values: {', '.join(REDUCTIONS)}")
@@ -191,7 +228,11 @@ def rmp_loss(
     if backend not in RMP_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(RMP_BACKENDS)}")
     membranes = _check_membranes(membranes)
-    sums = [_RMPSum.apply(u, float(v_th), float(p), _rmp_impl(u, backend)) for u in membranes]
+    ths = _thresholds(v_th, membranes, "rmp_loss")
+    sums = [
+        _RMPSum.apply(u, th, float(p), _rmp_impl(u, th, backend))
+        for u, th in zip(membranes, ths, strict=True)
+    ]
     if reduction == "layer":
         return torch.stack([s / u.numel() for s, u in zip(sums, membranes, strict=True)]).mean()
     total = sum(u.numel() for u in membranes)
@@ -209,32 +250,49 @@ def rmp_lambda(epoch: int | float, total_epochs: int, k: float = 0.1) -> float:
     return 2 * k * r if r <= 0.5 else 2 * k * (1 - r)
 
 
-def quantization_error(membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: float = 0.5) -> dict:
+def quantization_error(
+    membranes: Sequence[torch.Tensor] | torch.Tensor,
+    v_th: float | Sequence[float | torch.Tensor] = _DEFAULT_V_TH,
+) -> dict:
     """Mean ``|Dis|`` and mean ``Dis²`` per layer and over all elements (the "quantization
-    error" column of RMP-Loss Table 1), for one batch of recorded membranes."""
+    error" column of RMP-Loss Table 1), for one batch of recorded membranes; ``v_th`` as in
+    :func:`rmp_loss` (a number, or one threshold per membrane)."""
+    membranes = _check_membranes(membranes)
     meter = QuantizationErrorMeter(v_th)
-    meter.update(_check_membranes(membranes))
+    meter.update(membranes)
     return meter.compute()
 
 
 class QuantizationErrorMeter:
     """Streaming quantisation error over a data set: call :meth:`update` with each batch's
-    membranes (a list in layer order, or a ``{name: tensor}`` dict), then :meth:`compute`."""
+    membranes (a list in layer order, or a ``{name: tensor}`` dict), then :meth:`compute`.
 
-    def __init__(self, v_th: float = 0.5):
+    ``v_th``: one number for all layers, a sequence with one threshold per membrane in the order
+    :meth:`update` receives them, or a ``{name: threshold}`` dict; a per-call ``v_th`` given to
+    :meth:`update` wins (e.g. ``MembraneRecorder.thresholds`` of that batch)."""
+
+    def __init__(self, v_th: float | Sequence | dict = _DEFAULT_V_TH):
         self.v_th = v_th
         self.abs_sum: dict[str, float] = {}
         self.sq_sum: dict[str, float] = {}
         self.count: dict[str, int] = {}
 
-    def update(self, membranes) -> None:
-        items = membranes.items() if isinstance(membranes, dict) else enumerate(membranes)
-        for name, u in items:
+    def update(self, membranes, v_th=None) -> None:
+        items = list(membranes.items() if isinstance(membranes, dict) else enumerate(membranes))
+        v_th = self.v_th if v_th is None else v_th
+        if isinstance(v_th, dict):
+            missing = [str(k) for k, _ in items if k not in v_th]
+            if missing:
+                raise InputError(f"QuantizationErrorMeter: no threshold for layer(s) {', '.join(missing)}")
+            ths = [v_th[k] for k, _ in items]
+        else:
+            ths = _thresholds(v_th, [u for _, u in items], "QuantizationErrorMeter")
+        for (name, u), th in zip(items, ths, strict=True):
             u = u.detach()
             key = str(name)  # streamed: two reductions, no copies of the layer's membranes
-            impl = _rmp_impl(u, "auto")
-            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 1.0, impl))
-            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 2.0, impl))
+            impl = _rmp_impl(u, th, "auto")
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, th, 1.0, impl))
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, th, 2.0, impl))
             self.count[key] = self.count.get(key, 0) + u.numel()
 
     def compute(self) -> dict:

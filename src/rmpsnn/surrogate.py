@@ -38,8 +38,10 @@ from collections.abc import Callable
 import torch
 
 from .errors import InputError
+from .registry import Registry
 
 __all__ = [
+    "SURROGATES",
     "ATan",
     "FastSigmoid",
     "InfLoR",
@@ -260,36 +262,33 @@ class FastSigmoid(Surrogate):
         return (self.slope, 0.0)
 
 
-_REGISTRY: dict[str, Callable[..., Surrogate]] = {
-    "inflor": InfLoR,
-    "rectangle": Rectangle,
-    "sigmoid": Sigmoid,
-    "atan": ATan,
-    "triangle": Triangle,
-    "fast-sigmoid": FastSigmoid,
-}
-_ALIASES = {
-    "superspike": "fast-sigmoid",
-    "fast_sigmoid": "fast-sigmoid",
-    "arctan": "atan",
-    "rect": "rectangle",
-}
+SURROGATES: Registry = Registry("surrogate")
+for _cls, _aliases in (
+    (InfLoR, ()),
+    (Rectangle, ("rect",)),
+    (Sigmoid, ()),
+    (ATan, ("arctan",)),
+    (Triangle, ()),
+    (FastSigmoid, ("superspike", "fast_sigmoid")),
+):
+    SURROGATES.register(_cls.name, _cls, aliases=_aliases, kernel=_cls.kernel_id is not None)
 
 
 def available() -> tuple[str, ...]:
     """Names accepted by :func:`get`."""
-    return tuple(_REGISTRY)
+    return tuple(SURROGATES.names())
 
 
-def register(name: str, factory: Callable[..., Surrogate]) -> None:
-    """Add a surrogate under ``name`` (a :class:`Surrogate` subclass or factory)."""
-    _REGISTRY[name.lower()] = factory
+def register(name: str, factory: Callable[..., Surrogate] | None = None, *, replace: bool = False, **kwargs):
+    """Add a surrogate under ``name`` (a :class:`Surrogate` subclass or factory; call or
+    decorator).  A name already taken raises an ``InputError`` unless ``replace=True``."""
+    return SURROGATES.register(name.lower(), factory, replace=replace, **kwargs)
 
 
 def get(spec: str | Surrogate, **params) -> Surrogate:
     """Return a surrogate from a name (with optional parameters) or pass an instance through.
 
-    Raises ``ValueError`` listing the valid names for an unknown name.
+    Raises an ``InputError`` (a ``ValueError``) listing the valid names for an unknown name.
     """
     if isinstance(spec, Surrogate):
         if params:
@@ -297,7 +296,4 @@ def get(spec: str | Surrogate, **params) -> Surrogate:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"surrogate must be a name or a Surrogate instance, got {type(spec).__name__}")
-    key = _ALIASES.get(spec.lower(), spec.lower())
-    if key not in _REGISTRY:
-        raise InputError(f"unknown surrogate {spec!r}; valid names: {', '.join(available())}")
-    return _REGISTRY[key](**params)
+    return SURROGATES.get(spec)(**params)

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..evaluation import top1
 from ..io import write_text
 from ..losses import QuantizationErrorMeter
-from ..neurons import MembraneRecorder, SpikingNeuron
+from ..neurons import MembraneRecorder, Neuron
 
 __all__ = ["LayerStats", "collect_layer_stats"]
 
@@ -31,7 +31,7 @@ class LayerStats:
     and ``quantization_mse`` (mean Dis²)."""
 
     edges: list[float]
-    v_th: float
+    v_th: float | None  # the threshold given to collect_layer_stats, or the first layer's (plots)
     images: int = 0
     accuracy: float | None = None
     layers: dict[str, dict] = field(default_factory=dict)
@@ -85,18 +85,17 @@ def collect_layer_stats(
     prepare: Callable | None = None,
 ) -> LayerStats:
     """Run ``model`` (eval mode) over ``batches`` of ``(x, y)`` and monitor every spiking layer
-    (:class:`rmpsnn.neurons.SpikingNeuron`: LIF, IF).  ``v_th`` (default: the first layer's
-    threshold) is where the quantisation error splits u into "spikes to 1" and "stays at 0"."""
+    (:class:`rmpsnn.neurons.Neuron`: LIF, IF, PLIF, ...).  The quantisation error splits each
+    layer's u into "spikes to 1" and "stays at 0" at that layer's own threshold (scalar, per
+    channel or learned), unless one ``v_th`` for all layers is given."""
     model.eval()
     lo, hi = value_range
-    neurons = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
+    neurons = {n: m for n, m in model.named_modules() if isinstance(m, Neuron)}
     if not neurons:
         raise InputError(f"{type(model).__name__} has no spiking layers (LIF/IF) to monitor")
-    if v_th is None:
-        th = next(iter(neurons.values())).v_th
-        v_th = float(th.flatten()[0]) if torch.is_tensor(th) else float(th)
     zero = {"below": 0, "above": 0, "spikes": 0.0, "count": 0, "neurons": 0}
-    meter = QuantizationErrorMeter(v_th)
+    meter = QuantizationErrorMeter()
+    first = {}
     acc = {n: {"hist": torch.zeros(bins, dtype=torch.float64), **zero} for n in neurons}
 
     def on_membrane(name: str, u: torch.Tensor) -> None:
@@ -105,7 +104,9 @@ def collect_layer_stats(
         a["hist"] += torch.histc(uf, bins, lo, hi).double().cpu()
         a["below"] += int((uf < lo).sum())
         a["above"] += int((uf > hi).sum())
-        meter.update({name: uf})
+        th = v_th if v_th is not None else neurons[name].threshold_like(uf).detach()
+        first.setdefault("v_th", th)
+        meter.update({name: uf}, v_th={name: th})
         a["neurons"] = u[0, 0].numel() if u.ndim > 2 else u.shape[-1]
 
     def on_spikes(name: str):
@@ -126,7 +127,9 @@ def collect_layer_stats(
         for h in handles:
             h.remove()
     edges = torch.linspace(lo, hi, bins + 1).tolist()
-    stats = LayerStats(edges=edges, v_th=v_th, images=images, accuracy=correct / max(images, 1))
+    th0 = first.get("v_th", v_th)
+    shown = float(th0) if th0 is not None and (not torch.is_tensor(th0) or th0.numel() == 1) else None
+    stats = LayerStats(edges=edges, v_th=shown, images=images, accuracy=correct / max(images, 1))
     per_layer = meter.compute()["per_layer"] if meter.count else {}
     for n, a in acc.items():
         q = per_layer.get(n, {"mean_abs": 0.0, "mean_sq": 0.0})  # a layer never reached

@@ -119,7 +119,8 @@ def plot_membrane_distribution(
             fontsize=7,
             bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0.5},
         )
-        for v, style, text in ((0.0, ":", "0"), (1.0, ":", "1"), (v_th, "--", "θ")):
+        marks = ((0.0, ":", "0"), (1.0, ":", "1")) + (((v_th, "--", "θ"),) if v_th is not None else ())
+        for v, style, text in marks:
             ax.axvline(v, color="black", ls=style, lw=0.9)
             ax.text(v, 1.0, text, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
         ax.set_title(layer, fontsize=9, pad=12)
@@ -128,7 +129,8 @@ def plot_membrane_distribution(
     axes[0][0].set_ylabel("density")
     handles, labels = axes[0][-1].get_legend_handles_labels()
     axes[0][-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle(f"{title} (spikes at 0 and 1, threshold θ = {v_th:g})", fontsize=10)
+    theta = f"threshold θ = {v_th:g}" if v_th is not None else "per-channel thresholds"
+    fig.suptitle(f"{title} (spikes at 0 and 1, {theta})", fontsize=10)
     return _save(plt, fig, path)
 
 

@@ -50,7 +50,7 @@ from ..io import atomic_write
 from ..layers import TdBatchNorm, TimeFolded, repeat_time
 from ..limits import check_timesteps
 from ..models.spiking import SpikingBasicBlock, SpikingNet
-from ..neurons import IF, LIF, OutputIntegrator, SpikingNeuron
+from ..neurons import IF, LIF, Neuron, OutputIntegrator, SpikingNeuron
 
 __all__ = ["TARGET_DT", "NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
 
@@ -184,6 +184,8 @@ class _Builder:
             return [self.add(key, node, inp)]
         if isinstance(m, SpikingNeuron):
             return [self.add(key, self._neuron(m, key), inp)]
+        if isinstance(m, Neuron):
+            _refuse_neuron(m, key)
         if isinstance(m, OutputIntegrator):
             size = self.shapes[id(m)][0]
             meta = {"rmpsnn": {"readout": m.readout, "dt": self.dt}}
@@ -240,20 +242,24 @@ class _Builder:
         ``u[t] = u[t-1] + x[t]`` is ``du/dt = R I`` with ``R = 1 / dt``."""
         nir = self.nir
         size = self.shapes[id(m)][0]
-        th = m.v_th if torch.is_tensor(m.v_th) else torch.tensor(float(m.v_th))
+        tau, th = _trained_values(m, size)
         v_th = _thresholds(th, size, key)
         meta = {"rmpsnn": {"reset": m.reset, "dt": self.dt, "surrogate": repr(m.surrogate)}}
         self._check_reset(m.reset, key)
         zeros = np.zeros(size, np.float32)
-        beta = float(m.tau)
-        if beta >= 1.0:  # no leak: an integrate-and-fire neuron
+        beta = _per_neuron(tau, size).astype(np.float64)
+        if (beta >= 1.0).all():  # no leak: an integrate-and-fire neuron
             return nir.IF(
                 r=np.full(size, 1.0 / self.dt, np.float32), v_threshold=v_th, v_reset=zeros, metadata=meta
             )
-        meta["rmpsnn"]["decay"] = beta
+        if (beta >= 1.0).any():
+            raise NIRExportError(
+                f"{key}: a leak of exactly 1 (IF) in some channels and < 1 in others has no NIR node"
+            )
+        meta["rmpsnn"]["decay"] = float(beta.flat[0]) if np.all(beta == beta.flat[0]) else beta.tolist()
         return nir.LIF(
-            tau=np.full(size, self.dt / (1.0 - beta), np.float32),
-            r=np.full(size, 1.0 / (1.0 - beta), np.float32),
+            tau=(self.dt / (1.0 - beta)).astype(np.float32),
+            r=(1.0 / (1.0 - beta)).astype(np.float32),
             v_leak=zeros,
             v_threshold=v_th,
             v_reset=zeros,
@@ -292,6 +298,33 @@ def _thresholds(th: torch.Tensor, size: tuple, key: str) -> np.ndarray:
         raise NIRExportError(
             f"{key}: thresholds of shape {list(th.shape)} do not fit the layer's shape {list(size)}"
         ) from e
+
+
+def _trained_values(m: SpikingNeuron, size: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The leak and threshold a LIF/IF layer runs with now -- learned ones (PLIF's
+    ``sigmoid(w)``, a learnable ``v_th``) at their trained values -- as detached tensors shaped to
+    broadcast over one sample ``size`` (a per-channel vector of a ``[C, H, W]`` map as ``[C, 1, 1]``)."""
+
+    def shaped(value) -> torch.Tensor:
+        t = (
+            value.detach().double()
+            if torch.is_tensor(value)
+            else torch.tensor(float(value), dtype=torch.float64)
+        )
+        if t.ndim == 1 and t.numel() > 1 and len(size) > 1 and t.numel() == size[0]:
+            t = t.reshape(-1, *([1] * (len(size) - 1)))
+        return t
+
+    return shaped(m.leak()), shaped(m.firing_threshold())
+
+
+def _refuse_neuron(m: Neuron, key: str):
+    """A neuron kind the exporter has no NIR node for, refused by name."""
+    raise NIRExportError(
+        f"{key}: {type(m).__name__} neurons cannot be exported to NIR by rmpsnn (only LIF/IF-type layers: "
+        f"LIF, IF, PLIF and learnable-threshold LIF/IF); a current-based LIF would be NIR's CubaLIF, "
+        f"which this exporter does not write yet"
+    )
 
 
 def _per_neuron(values, size) -> np.ndarray:

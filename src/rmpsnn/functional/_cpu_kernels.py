@@ -108,9 +108,25 @@ def _fill_param(out, p, stride, s0, n):
 
 @nb.njit(parallel=True, **_JIT)
 def lif_forward(
-    x, v0, v0_stride, has_v0, th, th_stride, tau, hard, store, spikes, upre, codes, qscale, qhalf, ulast
+    x,
+    v0,
+    v0_stride,
+    has_v0,
+    th,
+    th_stride,
+    tau,
+    tau_stride,
+    hard,
+    store,
+    spikes,
+    upre,
+    codes,
+    qscale,
+    qhalf,
+    ulast,
 ):
-    """u_pre[t] = tau u[t-1] + x[t];  o[t] = u_pre[t] >= th;
+    """u_pre[t] = tau u[t-1] + x[t];  o[t] = u_pre[t] >= th;  (``tau`` and ``th`` per neuron, as
+    ``p``/``S`` pairs: see the module docstring)
     u[t] = u_pre[t] (1 - o[t]) (hard)  or  u_pre[t] - th o[t] (soft).
 
     ``store``: 0 = keep nothing (inference), 1 = u_pre as float32 in ``upre``, 2 = u_pre as
@@ -123,8 +139,10 @@ def lif_forward(
         s0 = blk * BLOCK
         n = min(N, s0 + BLOCK) - s0
         thb = np.empty(n, dtype=x.dtype)
+        taub = np.empty(n, dtype=x.dtype)
         u = np.empty(n, dtype=x.dtype)
         _fill_param(thb, th, th_stride, s0, n)
+        _fill_param(taub, tau, tau_stride, s0, n)
         if has_v0:
             _fill_param(u, v0, v0_stride, s0, n)
         else:
@@ -135,7 +153,7 @@ def lif_forward(
             if store == 1:
                 ut = upre[t, s0 : s0 + n]
                 for i in range(n):
-                    v = tau * u[i] + xt[i]
+                    v = taub[i] * u[i] + xt[i]
                     o = one if v >= thb[i] else zero
                     ut[i] = v
                     st[i] = o
@@ -143,7 +161,7 @@ def lif_forward(
             elif store == 2:
                 ct = codes[t, s0 : s0 + n]
                 for i in range(n):
-                    v = tau * u[i] + xt[i]
+                    v = taub[i] * u[i] + xt[i]
                     z = v - thb[i]
                     o = one if z >= zero else zero
                     q = np.floor(z * qscale + _HALF)
@@ -156,7 +174,7 @@ def lif_forward(
                     u[i] = v - o * (hard * v + (one - hard) * thb[i])
             else:
                 for i in range(n):
-                    v = tau * u[i] + xt[i]
+                    v = taub[i] * u[i] + xt[i]
                     o = one if v >= thb[i] else zero
                     st[i] = o
                     u[i] = v - o * (hard * v + (one - hard) * thb[i])
@@ -178,6 +196,7 @@ def lif_backward(
     th,
     th_stride,
     tau,
+    tau_stride,
     hard,
     reset_grad,
     sg_kind,
@@ -186,6 +205,11 @@ def lif_backward(
     sg_c,
     gx,
     gv0,
+    want_dtau,
+    v0,
+    v0_stride,
+    has_v0,
+    gtau,
 ):
     """Backward of :func:`lif_forward` through time (BPTT), from the saved ``u_pre`` only
     (float32 ``upre``, or uint16 ``codes`` when ``compact``; see :func:`lif_forward`).
@@ -194,6 +218,11 @@ def lif_backward(
       dL/do[t]     = gs[t] - reset_grad * c[t] * (hard ? u_pre[t] : th)
       dL/du_pre[t] = gu[t] + dL/do[t] φ'(u_pre[t] - th) + c[t] (hard ? 1 - o[t] : 1)
       dL/dx[t] = dL/du_pre[t];   c[t-1] = tau dL/du_pre[t];   dL/du[-1] = c[-1].
+
+    With ``want_dtau`` (float32 ``upre`` only) also the per-neuron leak gradient
+    ``gtau = Σ_t dL/du_pre[t] · u[t-1]``, with ``u[t-1]`` recomputed from ``u_pre[t-1]`` (its
+    reset) and ``u[-1]`` the initial potential ``v0`` (0 unless ``has_v0``).  ``gx`` may alias
+    ``upre``: step ``t`` reads ``u_pre[t-1]`` before step ``t-1`` overwrites it.
     """
     T, N = gx.shape
     nblk = (N + BLOCK - 1) // BLOCK
@@ -203,8 +232,14 @@ def lif_backward(
         s0 = blk * BLOCK
         n = min(N, s0 + BLOCK) - s0
         thb = np.empty(n, dtype=gx.dtype)
+        taub = np.empty(n, dtype=gx.dtype)
         carry = np.empty(n, dtype=gx.dtype)
+        acc = np.zeros(n if want_dtau else 1, dtype=gx.dtype)
+        u0 = np.zeros(n if want_dtau else 1, dtype=gx.dtype)
         _fill_param(thb, th, th_stride, s0, n)
+        _fill_param(taub, tau, tau_stride, s0, n)
+        if want_dtau and has_v0:
+            _fill_param(u0, v0, v0_stride, s0, n)
         if has_gl:
             carry[:] = gl[s0 : s0 + n]
         else:
@@ -231,8 +266,20 @@ def lif_backward(
                 if has_gu:
                     g += gut[i]
                 gxt[i] = g
-                carry[i] = tau * g
+                carry[i] = taub[i] * g
+            if want_dtau:
+                if t > 0:
+                    upt = upre[t - 1, s0 : s0 + n]
+                    for i in range(n):
+                        w = upt[i]
+                        o = one if w >= thb[i] else zero
+                        acc[i] += gxt[i] * (w - o * (hard * w + (one - hard) * thb[i]))
+                else:
+                    for i in range(n):
+                        acc[i] += gxt[i] * u0[i]
         gv0[s0 : s0 + n] = carry
+        if want_dtau:
+            gtau[s0 : s0 + n] = acc
 
 
 @nb.njit(**_INLINE)

@@ -70,13 +70,15 @@ def lif_forward_kernel(
     th_ptr,
     th_stride,
     th_len,
+    tau_ptr,
+    tau_stride,
+    tau_len,
     spikes_ptr,
     upre_ptr,
     codes_ptr,
     ulast_ptr,
     N,
     T,
-    tau,
     qscale,
     qhalf,
     HARD: tl.constexpr,
@@ -93,6 +95,7 @@ def lif_forward_kernel(
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     th = tl.load(th_ptr + (offs // th_stride) % th_len, mask=mask, other=1.0).to(tl.float32)
+    tau = tl.load(tau_ptr + (offs // tau_stride) % tau_len, mask=mask, other=0.0).to(tl.float32)
     if HAS_V0:
         u = tl.load(v0_ptr + (offs // v0_stride) % v0_len, mask=mask, other=0.0).to(tl.float32)
     else:
@@ -136,12 +139,18 @@ def lif_backward_kernel(
     th_ptr,
     th_stride,
     th_len,
+    tau_ptr,
+    tau_stride,
+    tau_len,
+    v0_ptr,
+    v0_stride,
+    v0_len,
     gx_ptr,
     gv0_ptr,
+    gtau_ptr,
     N,
     T,
     last,
-    tau,
     qinv,
     sg_a,
     sg_b,
@@ -153,6 +162,8 @@ def lif_backward_kernel(
     HARD: tl.constexpr,
     RESET_GRAD: tl.constexpr,
     SG_KIND: tl.constexpr,
+    WANT_DTAU: tl.constexpr,
+    HAS_V0: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """BPTT of :func:`lif_forward_kernel` from the saved u_pre alone (or its codes).  With
@@ -160,11 +171,15 @@ def lif_backward_kernel(
     dL/du_pre[t] = gu[t] + dL/do[t] φ'(u_pre[t] - th) + c[t] (hard ? 1 - o[t] : 1);
     dL/dx[t] = dL/du_pre[t];  c[t-1] = tau dL/du_pre[t];  dL/du[-1] = c[-1].
     ``gx`` may alias ``upre`` (step t reads u_pre[t] before writing gx[t]).  ``last`` = (T-1)·N,
-    computed on the host so that it is 64-bit when it has to be."""
+    computed on the host so that it is 64-bit when it has to be.  ``WANT_DTAU`` (float ``upre``
+    only) also writes ``gtau = Σ_t dL/du_pre[t] u[t-1]`` per neuron, ``u[t-1]`` recomputed from
+    ``u_pre[t-1]`` (read before step t-1 overwrites it) and ``u[-1]`` = ``v0`` (or 0)."""
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     th = tl.load(th_ptr + (offs // th_stride) % th_len, mask=mask, other=1.0).to(tl.float32)
+    tau = tl.load(tau_ptr + (offs // tau_stride) % tau_len, mask=mask, other=0.0).to(tl.float32)
+    acc = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_GL:
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
@@ -199,6 +214,18 @@ def lif_backward_kernel(
             g = g_o * _surrogate_grad(z, SG_KIND, sg_a, sg_b, sg_c) + carry
         if HAS_GU:
             g += tl.load(gup, mask=mask, other=0.0).to(tl.float32)
+        if WANT_DTAU:
+            if _t < T - 1:
+                w = tl.load(up - N, mask=mask, other=0.0).to(tl.float32)
+                if HARD:
+                    w = tl.where(w >= th, 0.0, w)
+                else:
+                    w = tl.where(w >= th, w - th, w)
+            elif HAS_V0:
+                w = tl.load(v0_ptr + (offs // v0_stride) % v0_len, mask=mask, other=0.0).to(tl.float32)
+            else:
+                w = tl.full([BLOCK], 0.0, tl.float32)
+            acc += g * w
         tl.store(gxp, g.to(gx_ptr.dtype.element_ty), mask=mask)
         carry = tau * g
         gsp -= N
@@ -207,6 +234,8 @@ def lif_backward_kernel(
         cp -= N
         gxp -= N
     tl.store(gv0_ptr + offs, carry, mask=mask)
+    if WANT_DTAU:
+        tl.store(gtau_ptr + offs, acc, mask=mask)
 
 
 @triton.jit
@@ -221,10 +250,12 @@ def _dis(v, th):
 
 
 @triton.jit
-def rmp_forward_kernel(u_ptr, partial_ptr, N, th, p, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def rmp_forward_kernel(u_ptr, partial_ptr, N, th_ptr, p, MODE: tl.constexpr, BLOCK: tl.constexpr):
     """``partial[b] = Σ_{i in block b} |Dis(u_i)|^p`` (float32 per block; the caller adds the
-    blocks in float64).  ``MODE``: 2 -> p = 2, 1 -> p = 1, 0 -> any p > 0."""
+    blocks in float64).  ``MODE``: 2 -> p = 2, 1 -> p = 1, 0 -> any p > 0.  The threshold is read
+    from device memory (a layer's threshold tensor: no host synchronisation)."""
     pid = tl.program_id(0)
+    th = tl.load(th_ptr).to(tl.float32)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     v = tl.load(u_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -239,7 +270,7 @@ def rmp_forward_kernel(u_ptr, partial_ptr, N, th, p, MODE: tl.constexpr, BLOCK: 
 
 
 @triton.jit
-def rmp_backward_kernel(u_ptr, scale_ptr, g_ptr, N, th, p, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def rmp_backward_kernel(u_ptr, scale_ptr, g_ptr, N, th_ptr, p, MODE: tl.constexpr, BLOCK: tl.constexpr):
     """``g = scale · d|Dis(u)|^p/du = -scale · p |Dis|^(p-1) sign(Dis)``; ``scale`` is read from
     device memory (the incoming gradient), so the backward needs no host synchronisation."""
     pid = tl.program_id(0)
@@ -247,6 +278,7 @@ def rmp_backward_kernel(u_ptr, scale_ptr, g_ptr, N, th, p, MODE: tl.constexpr, B
     mask = offs < N
     v = tl.load(u_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     scale = tl.load(scale_ptr).to(tl.float32)
+    th = tl.load(th_ptr).to(tl.float32)
     d = _dis(v, th)
     if MODE == 2:
         gd = d + d

@@ -1,23 +1,35 @@
-"""The runtime of the fused kernels -- CPU (``_cpu_kernels``, numba) and CUDA (``_triton_kernels``,
-Triton): loading them once, knowing whether they can run here, and calling them safely.  The
-neuron dynamics and RMP-Loss both use this public surface instead of each other's private names."""
+"""The fused kernels as accelerators -- CPU (``_cpu_kernels``, numba) and CUDA (``_triton_kernels``,
+Triton): loading them once, knowing whether they can run here, calling them safely, and choosing
+one.  Each kernel registers in :data:`KERNELS` for a (kind, implementation) pair with the device,
+dtypes and features it covers; :func:`select_kernel` is the one choice, used by the neurons and
+by RMP-Loss alike.  When no kernel covers a combination, the reference (PyTorch) path runs.
+
+Features a neuron call may need: ``"tau_tensor"`` (a per-channel/per-neuron leak),
+``"tau_grad"`` (the leak's gradient, reduced over time in the backward), ``"v_th_grad"`` (the
+threshold's gradient; no kernel has it, so a learnable threshold runs the reference step)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 
 import torch
 
 from ..errors import InputError
+from ..registry import Registry
 
 __all__ = [
+    "BACKENDS",
+    "KERNELS",
     "TRITON_DTYPES",
+    "KernelInfo",
     "cpu_kernels",
-    "device_kernel",
     "numba_available",
     "run_kernel",
+    "select_kernel",
     "triton_available",
     "triton_interpreting",
     "triton_kernels",
@@ -117,12 +129,117 @@ def triton_runs_on(t: torch.Tensor) -> bool:
     return t.device.type == "cuda" or (t.device.type == "cpu" and triton_interpreting())
 
 
-def device_kernel(t: torch.Tensor) -> str:
-    """The fused kernel for a tensor like ``t`` when one applies (the rule of ``backend="auto"``):
-    ``"cpu"`` (numba) for float32 CPU tensors, ``"triton"`` for float32/float16/bfloat16 CUDA
-    tensors when triton is installed; otherwise ``"torch"``."""
-    if t.device.type == "cpu":
-        return "cpu" if t.dtype == torch.float32 and numba_available() else "torch"
-    if t.device.type == "cuda":
-        return "triton" if t.dtype in TRITON_DTYPES and triton_available() else "torch"
+# --------------------------------------------------------------------------- registry and choice
+BACKENDS = ("auto", "cpu", "torch", "triton")
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelInfo:
+    """What one fused kernel covers: the tensors it runs on and the features it implements."""
+
+    kind: str  # "lif" (the LIF/IF recurrence, also PLIF and learnable-tau LIF) or "rmp" (RMP-Loss)
+    impl: str  # "cpu" or "triton": the name a ``backend=`` argument gives
+    auto_devices: tuple[str, ...]  # devices where backend="auto" picks it
+    dtypes: tuple[torch.dtype, ...]
+    features: frozenset[str]
+    available: Callable[[], bool]
+    runs_on: Callable[[torch.Tensor], bool]  # where an explicit backend= may run it
+
+
+KERNELS: Registry[KernelInfo] = Registry("kernel")
+_ALL_LIF = frozenset({"tau_tensor", "tau_grad"})
+for _kind, _features in (("lif", _ALL_LIF), ("rmp", frozenset())):  # rmp: one scalar threshold
+    KERNELS.register(
+        f"{_kind}/cpu",
+        KernelInfo(_kind, "cpu", ("cpu",), (torch.float32,), _features, numba_available,
+                   lambda t: t.device.type == "cpu"),
+        help=f"fused numba kernel ({_kind}), float32 CPU tensors",
+    )  # fmt: skip
+    KERNELS.register(
+        f"{_kind}/triton",
+        KernelInfo(_kind, "triton", ("cuda",), TRITON_DTYPES, _features, triton_available, triton_runs_on),
+        help=f"fused Triton kernel ({_kind}), CUDA tensors (CPU under TRITON_INTERPRET=1)",
+    )
+
+
+def _refusal(
+    info: KernelInfo, t: torch.Tensor, needs: frozenset, kernel_surrogate: bool, fn: str
+) -> str | None:
+    """Why ``backend=info.impl`` cannot run here (``None``: it can)."""
+    name = f"{fn}(backend={info.impl!r})" if fn != "neuron" else f"backend={info.impl!r}"
+    if info.impl == "cpu":
+        if not (
+            t.device.type == "cpu" and t.dtype == torch.float32 and kernel_surrogate and info.available()
+        ):
+            return (
+                f"{name} (fused kernel) needs a float32 CPU tensor and a built-in surrogate; "
+                f"got {t.dtype} on {t.device}. Use backend='torch' or 'auto'."
+            )
+    else:
+        if not info.available():
+            return (
+                f"{name} needs the triton package (pip install triton; it comes with CUDA "
+                f"builds of torch); use backend='auto' or 'torch'"
+            )
+        if not info.runs_on(t):
+            return (
+                f"{name} runs on CUDA tensors; got a tensor on {t.device}. On CPU it runs only under "
+                f"Triton's interpreter (TRITON_INTERPRET=1, for testing); use backend='auto' (the fused "
+                f"CPU kernel) or 'torch' there"
+            )
+        if t.dtype not in info.dtypes:
+            return f"{name} takes float32, float16 or bfloat16 input, got {t.dtype}; use backend='torch'"
+        if not kernel_surrogate:
+            return (
+                f"{name} runs the built-in surrogates; this surrogate has no kernel, so use "
+                f"backend='torch' (or 'auto') for it"
+            )
+    missing = needs - info.features
+    if missing:
+        return f"{name} has no kernel for {', '.join(sorted(missing))}; use backend='auto' or 'torch'"
+    return None
+
+
+def select_kernel(
+    kind: str,
+    t: torch.Tensor,
+    *,
+    backend: str = "auto",
+    features=(),
+    kernel_surrogate: bool = True,
+    fn: str = "neuron",
+) -> str:
+    """The implementation that runs ``kind`` on tensors like ``t``: ``"cpu"``, ``"triton"`` or
+    ``"torch"`` (the reference path).  ``backend="auto"`` (or the ``RMPSNN_BACKEND`` variable)
+    takes the first registered kernel of the tensor's device that covers ``features`` and the
+    surrogate (``kernel_surrogate``: it has a kernel id), else ``"torch"``; an explicit backend
+    that cannot run raises an :class:`InputError` saying why."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = os.environ.get("RMPSNN_BACKEND", "auto")
+    if backend == "torch":
+        return "torch"
+    needs = frozenset(features)
+    candidates = [e.obj for e in KERNELS.entries() if e.obj.kind == kind]
+    if backend != "auto":
+        for info in candidates:
+            if info.impl == backend:
+                why = _refusal(info, t, needs, kernel_surrogate, fn)
+                if why:
+                    raise InputError(why)
+                return info.impl
+        raise InputError(f"no {backend!r} kernel is registered for {kind!r}; use backend='auto' or 'torch'")
+    # torch.export: the reference loop, so that an exported graph holds only aten ops and runs
+    # anywhere (torch.compile keeps the fused kernels, as custom ops)
+    if torch.compiler.is_exporting() or not kernel_surrogate:
+        return "torch"
+    for info in candidates:
+        if (
+            t.device.type in info.auto_devices
+            and t.dtype in info.dtypes
+            and needs <= info.features
+            and info.available()
+        ):
+            return info.impl
     return "torch"

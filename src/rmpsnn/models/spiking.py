@@ -6,8 +6,8 @@ first conv runs over all T*B frames), and return the integrator read-out ``[B, c
 (mean over time of the last layer, RMP-Loss eq. 4).  tdBN everywhere, with α = 1/√2 on the BNs
 whose outputs are summed in a residual block and 1 elsewhere (Zheng et al., AAAI 2021).
 Neurons: ``LIF`` with the given ``tau``/``v_th``/``surrogate``/``reset`` (RMP-Loss defaults), or
-another kind with ``neuron="if"`` or ``neuron=callable`` (e.g.
-``create("resnet19", neuron="if", reset="soft", v_th=1.0)``).
+another registered kind (:data:`rmpsnn.neurons.NEURONS`: ``neuron="plif"``, ``"if"``, ...) or
+``neuron=callable`` (e.g. ``create("resnet19", neuron="if", reset="soft", v_th=1.0)``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import functools
 from torch import nn
 
 from ..errors import InputError
+from ..functional.params import LIF_PARAMS, check_number
 from ..layers import TdBatchNorm2d, TimeFolded, repeat_time, residual_alpha
-from ..neurons import IF, LIF, OutputIntegrator
+from ..neurons import NEURONS, OutputIntegrator
 from .registry import register
 
 __all__ = [
@@ -87,7 +88,7 @@ class SpikingNet(nn.Module):
 class SpikingBasicBlock(nn.Module):
     """conv-tdBN-LIF-conv-tdBN(α=1/√2) + shortcut, then LIF after the addition."""
 
-    def __init__(self, cin, cout, stride, neuron_kwargs, shortcut="conv", v_th=0.5):
+    def __init__(self, cin, cout, stride, neuron_kwargs, shortcut="conv", v_th=LIF_PARAMS.v_th):
         super().__init__()
         a = residual_alpha()
         self.conv1, self.bn1 = _conv(cin, cout, 3, stride), TdBatchNorm2d(cout, v_th=v_th)
@@ -114,29 +115,21 @@ class SpikingBasicBlock(nn.Module):
         return self.lif2(out + self.shortcut(x))
 
 
-NEURONS = ("lif", "if")
-
-
 def _neuron_kwargs(tau, v_th, surrogate, reset, neuron="lif"):
     if not callable(neuron) and neuron not in NEURONS:
         raise InputError(
-            f"unknown neuron {neuron!r}; valid values: {', '.join(NEURONS)}, or a callable that takes "
-            f"tau, v_th, surrogate and reset and returns a module"
+            f"{NEURONS.unknown_message(neuron)}; or pass a callable that takes tau, v_th, surrogate "
+            f"and reset and returns a module"
         )
+    check_number(v_th, "v_th")  # before the tdBN layers read it
     return {"tau": tau, "v_th": v_th, "surrogate": surrogate, "reset": reset, "neuron": neuron}
 
 
 def _make_neuron(nk: dict) -> nn.Module:
-    """One spiking layer: ``neuron="lif"`` (LIF with ``tau``), ``"if"`` (no leak: ``tau`` is not
-    used), or a callable ``f(tau=, v_th=, surrogate=, reset=)`` returning a module."""
+    """One spiking layer: a registered kind (:data:`rmpsnn.neurons.NEURONS`: ``"lif"``, ``"if"``,
+    ``"plif"``, ...) or a callable, called as ``f(tau=, v_th=, surrogate=, reset=)``."""
     kw = {k: v for k, v in nk.items() if k != "neuron"}
-    kind = nk.get("neuron", "lif")
-    if callable(kind):
-        return kind(**kw)
-    if kind == "if":
-        kw.pop("tau")
-        return IF(**kw)
-    return LIF(**kw)
+    return NEURONS.resolve(nk.get("neuron", "lif"))(**kw)
 
 
 def _stage(cin, widths, blocks, first_stride, nk, shortcut, v_th):
@@ -153,7 +146,9 @@ def _gap_head(c, num_classes):
     return TimeFolded(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
 
 
-_DEFAULTS = {"tau": 0.25, "v_th": 0.5, "surrogate": "inflor", "reset": "hard", "neuron": "lif"}
+# the LIF defaults, from their one definition (NeuronParams)
+_DEFAULTS = {"tau": LIF_PARAMS.tau, "v_th": LIF_PARAMS.v_th, "surrogate": LIF_PARAMS.surrogate.name,
+             "reset": LIF_PARAMS.reset, "neuron": "lif"}  # fmt: skip
 
 
 def _build_resnet(

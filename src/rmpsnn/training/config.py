@@ -4,7 +4,8 @@ a message naming the key and the allowed values.
 
 Sections (every key has a default; see ``configs/cpu.yaml`` for a commented example)::
 
-    model:  name, timesteps, readout (final|mean), kwargs {width, tau, v_th, surrogate, ...}
+    model:  name, timesteps, readout (final|mean), neuron (a registered neuron kind: lif, plif, if,
+            ...), kwargs {width, tau, v_th, surrogate, ...}
     data:   dataset, root, augment, cutout, train_limit, test_limit, num_workers, event_size,
             download
     optim:  name, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_epochs,
@@ -24,6 +25,7 @@ from ..config import config_to_dict, parse_override, read_config, set_values
 from ..data.registry import DataConfig
 from ..errors import ConfigError
 from ..models import list_models
+from ..neurons import NEURONS
 
 __all__ = [
     "ConfigError",
@@ -44,6 +46,7 @@ class ModelSection:
     name: str = "cpu_net"
     timesteps: int = 4
     readout: str = field(default="final", metadata=_choices("final", "mean"))
+    neuron: str = "lif"  # a name in rmpsnn.neurons.NEURONS; goes to the model as kwargs["neuron"]
     kwargs: dict = field(default_factory=dict)
 
 
@@ -114,6 +117,7 @@ def _validate(cfg: TrainConfig) -> None:
             f"(`rmpsnn train-ann` does)"
         )
     cfg.data.check()
+    _apply_neuron(cfg)
     for where, value, lo in (
         ("model.timesteps", cfg.model.timesteps, 1),
         ("optim.epochs", cfg.optim.epochs, 1),
@@ -140,6 +144,23 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"rmp.p must be > 0 and rmp.k >= 0, got p={cfg.rmp.p}, k={cfg.rmp.k}")
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ConfigError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+
+
+def _apply_neuron(cfg: TrainConfig) -> None:
+    """``model.neuron`` names a registered neuron kind; a spiking model gets it as
+    ``model.kwargs.neuron`` (so the run's stored model arguments rebuild the same neurons)."""
+    neuron = cfg.model.neuron
+    if not isinstance(neuron, str) or neuron not in NEURONS:
+        raise ConfigError(f"model.neuron: {NEURONS.unknown_message(neuron)}")
+    given = cfg.model.kwargs.get("neuron")
+    if given is not None and given != neuron and neuron != "lif":
+        raise ConfigError(
+            f"model.neuron={neuron!r} and model.kwargs.neuron={given!r} disagree; set only model.neuron"
+        )
+    if neuron != "lif" and given is None:
+        if cfg.model.name not in list_models("snn"):
+            raise ConfigError(f"model.neuron={neuron!r} needs a spiking model; {cfg.model.name} is an ANN")
+        cfg.model.kwargs["neuron"] = neuron
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict | None) -> TrainConfig:

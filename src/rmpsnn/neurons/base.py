@@ -1,11 +1,7 @@
-"""Spiking-neuron modules: thin stateful shells around :mod:`rmpsnn.functional`.
-
-* :class:`LIF` -- leaky integrate-and-fire, RMP-Loss defaults (tau 0.25, v_th 0.5, hard reset,
-  InfLoR surrogate);
-* :class:`IF` -- integrate-and-fire (tau 1) with the soft reset of the RMP neuron (RMP-SNN);
-* :class:`OutputIntegrator` -- the non-spiking read-out of RMP-Loss eq. 4;
-* :class:`MembraneRecorder` -- collects the pre-spike potentials of a model's neurons during a
-  forward pass, for RMP-Loss and for plots.
+"""The shared machinery of spiking modules: time-step state (:class:`Stateful`), the base of every
+spiking layer (:class:`Neuron`: recording, its firing threshold), the non-spiking read-out
+(:class:`OutputIntegrator`, RMP-Loss eq. 4), :func:`reset_states`, and :class:`MembraneRecorder`,
+which collects the pre-spike potentials of a model's neurons and their thresholds.
 
 Two step modes, same maths:
 
@@ -20,22 +16,14 @@ Two step modes, same maths:
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 from torch import nn
 
-from . import surrogate as _surrogate
-from .errors import InputError
-from .functional.neuron import (
-    RESETS,
-    NeuronParams,
-    check_threshold,
-    is_tracing,
-    lif_multistep_state,
-)
+from ..errors import InputError
+from ..functional.params import as_param
 
-__all__ = ["IF", "LIF", "MembraneRecorder", "OutputIntegrator", "SpikingNeuron", "reset_states"]
+__all__ = ["STEP_MODES", "MembraneRecorder", "Neuron", "OutputIntegrator", "Stateful", "reset_states"]
 
 STEP_MODES = ("multi", "single")
 
@@ -45,7 +33,7 @@ def _check_step_mode(mode: str) -> None:
         raise InputError(f"unknown step_mode {mode!r}; valid values: {', '.join(STEP_MODES)}")
 
 
-class _Stateful(nn.Module):
+class Stateful(nn.Module):
     """Shared state handling for modules that integrate over time."""
 
     def __init__(self, step_mode: str, carry_state: bool):
@@ -79,152 +67,53 @@ class _Stateful(nn.Module):
         if x.ndim < 1:
             raise InputError(f"{type(self).__name__}: single-step input must be [B, ...], got a scalar")
 
-
-def _param_field(name: str) -> property:
-    """A field of the module's :class:`NeuronParams`, readable and settable as an attribute."""
-
-    def get(self):
-        return getattr(self._params, name)
-
-    def set_(self, value):
-        self._params = dataclasses.replace(self._params, **{name: value})  # validated again
-
-    return property(get, set_, doc=f"``params.{name}`` (see :class:`~rmpsnn.functional.NeuronParams`).")
+    def _check_multi(self, x: torch.Tensor) -> None:
+        """Multi-step input must be time-major ``[T, B, ...]`` with a feature axis: a rank-2
+        tensor is ambiguous (``[B, C]`` of one step would silently be read as T = B)."""
+        if x.ndim < 3:
+            raise InputError(
+                f"{type(self).__name__}: multi-step input must be time-major [T, B, ...] with at least "
+                f"one feature dimension, got shape {tuple(x.shape)}; for one step of [B, C] use "
+                f"step_mode='single' or x.unsqueeze(0), and for [T, B] use x.unsqueeze(-1)"
+            )
 
 
-class SpikingNeuron(_Stateful):
-    """Layer of LIF/IF neurons (see :func:`rmpsnn.functional.lif_multistep` for the equations).
+class Neuron(Stateful):
+    """Base of every spiking layer: what :class:`MembraneRecorder` and the monitors see.
 
-    The neuron parameters -- ``tau``, ``v_th``, ``reset``, ``surrogate``, ``v_init``,
-    ``detach_reset`` -- are those of :class:`~rmpsnn.functional.NeuronParams` (validated there,
-    returned by ``self.params`` and readable and settable as attributes); the threshold is a
-    buffer ``v_th``, so it moves with ``.to(device)`` and is saved in the ``state_dict``.
-
-    Args:
-        step_mode: ``"multi"`` (``[T, B, ...]``) or ``"single"`` (``[B, ...]``, stateful).
-        carry_state: in multi-step mode, continue from the previous call's final potential.
-        backend: ``"auto"``, ``"cpu"`` (fused numba kernel), ``"triton"`` (fused CUDA kernel) or
-            ``"torch"``.
-        membrane_storage: how ``u_pre`` is kept for backward: ``"auto"``, ``"float32"`` or
-            ``"compact"`` (16-bit, see :func:`rmpsnn.functional.lif_multistep_state`).
+    A subclass runs its dynamics in ``forward`` and hands each call's pre-spike potentials to
+    :meth:`_emit` (only computed when somebody records: ``self.recording``), and says through
+    :meth:`firing_threshold` what its firing threshold is -- a number or a tensor (scalar, per channel,
+    per neuron; learnable or not), which RMP-Loss and the quantisation error measure against.
     """
 
-    tau = _param_field("tau")
-    reset = _param_field("reset")
-    surrogate = _param_field("surrogate")
-    v_init = _param_field("v_init")
-    detach_reset = _param_field("detach_reset")
-
-    def __init__(
-        self,
-        tau: float = 0.25,
-        v_th: float | torch.Tensor = 0.5,
-        reset: str = "hard",
-        surrogate: str | _surrogate.Surrogate = "inflor",
-        *,
-        v_init: float | str | torch.Tensor | None = None,
-        detach_reset: bool = False,
-        step_mode: str = "multi",
-        carry_state: bool = False,
-        backend: str = "auto",
-        membrane_storage: str = "auto",
-    ):
+    def __init__(self, step_mode: str = "multi", carry_state: bool = False):
         super().__init__(step_mode, carry_state)
-        # validated once here; the threshold is read from the buffer below (params.v_th is unused)
-        self._params = NeuronParams(tau, v_th, reset, surrogate, v_init, detach_reset)
-        self.backend = backend
-        self.membrane_storage = membrane_storage
-        th = torch.as_tensor(v_th, dtype=torch.get_default_dtype()).clone()
-        check_threshold(th)
-        self.register_buffer("v_th", th)
         # recorders currently attached to this module (see MembraneRecorder); per instance,
         # empty unless somebody asked, so nothing extra is kept by default
         self._membrane_sinks: list[MembraneRecorder] = []
 
     @property
-    def params(self) -> NeuronParams:
-        """This layer's parameters, with its current threshold (e.g. to run the same neuron with
-        :func:`rmpsnn.functional.lif_multistep`)."""
-        return dataclasses.replace(self._params, v_th=self.v_th)
+    def recording(self) -> bool:
+        return bool(self._membrane_sinks)
 
-    def set_threshold(self, v_th: float | torch.Tensor) -> None:
-        """Replace the threshold (e.g. after threshold balancing)."""
-        th = torch.as_tensor(v_th, dtype=self.v_th.dtype, device=self.v_th.device).clone()
-        check_threshold(th.detach().cpu())  # here, once, wherever the layer lives
-        self.v_th = th
+    def firing_threshold(self) -> float | torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def _threshold(self):
-        # a Python number on the eager path (cheapest for the kernels); the buffer itself when
-        # compiled or exported, where float() of a tensor would break the graph
-        if self.v_th.ndim > 0 or self.v_th.device.type != "cpu" or is_tracing(self.v_th):
-            return self.v_th  # float() of a GPU tensor would make the host wait, every layer
-        return float(self.v_th)
+    def threshold_like(self, upre: torch.Tensor) -> torch.Tensor:
+        """This layer's threshold as a tensor broadcastable to its membranes ``[T, B, ...]``
+        (0-d for a scalar, e.g. ``[1, C, 1, 1]`` per channel), with its gradient if learnable."""
+        th = self.firing_threshold()
+        if not torch.is_tensor(th):
+            return torch.tensor(float(th), dtype=upre.dtype, device=upre.device)
+        return as_param(th, upre.shape[1:], "v_th", upre).bcast
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        record = bool(self._membrane_sinks)
-        if self.step_mode == "single":
-            self._check_single(x)
-            x = x.unsqueeze(0)
-            v0 = self.v if self.v is not None else self.v_init
-        else:
-            v0 = self.v if (self.carry_state and self.v is not None) else self.v_init
-        spikes, upre, vlast = lif_multistep_state(
-            x,
-            self._params,
-            v_th=self._threshold(),  # the buffer: it follows .to(device) and set_threshold
-            v_init=v0,
-            need_membrane=record,
-            backend=self.backend,
-            membrane_storage=self.membrane_storage,
-        )
-        if self.step_mode == "single" or self.carry_state:
-            self.v = vlast
-        if record:
-            for sink in self._membrane_sinks:
-                sink._record(self, upre)
-        return spikes[0] if self.step_mode == "single" else spikes
-
-    def extra_repr(self) -> str:
-        th = f"{float(self.v_th):g}" if self.v_th.ndim == 0 else f"tensor{tuple(self.v_th.shape)}"
-        return (
-            f"tau={self.tau:g}, v_th={th}, reset={self.reset!r}, surrogate={self.surrogate.name!r}, "
-            f"step_mode={self.step_mode!r}"
-        )
+    def _emit(self, upre: torch.Tensor) -> None:
+        for sink in self._membrane_sinks:
+            sink._record(self, upre)
 
 
-class LIF(SpikingNeuron):
-    """Leaky integrate-and-fire neurons with RMP-Loss defaults: ``tau=0.25``, ``v_th=0.5``,
-    hard reset, InfLoR surrogate (RMP-Loss eq. 1-3, 5)."""
-
-    def __init__(
-        self,
-        tau: float = 0.25,
-        v_th: float | torch.Tensor = 0.5,
-        reset: str = "hard",
-        surrogate: str | _surrogate.Surrogate = "inflor",
-        **kwargs,
-    ):
-        super().__init__(tau, v_th, reset, surrogate, **kwargs)
-
-
-class IF(SpikingNeuron):
-    """Integrate-and-fire neurons (no leak) with soft reset by default: the Residual Membrane
-    Potential (RMP) neuron of RMP-SNN, ``u[t] = u_pre[t] - v_th o[t]``."""
-
-    def __init__(
-        self,
-        v_th: float | torch.Tensor = 1.0,
-        reset: str = "soft",
-        surrogate: str | _surrogate.Surrogate = "inflor",
-        **kwargs,
-    ):
-        super().__init__(1.0, v_th, reset, surrogate, **kwargs)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr().replace("tau=1, ", "")
-
-
-class OutputIntegrator(_Stateful):
+class OutputIntegrator(Stateful):
     """Non-spiking read-out (RMP-Loss eq. 4): integrates its input without leak or reset,
     ``u[t] = u[t-1] + x[t]``.
 
@@ -302,10 +191,13 @@ class MembraneRecorder:
 
         with MembraneRecorder(model) as rec:
             logits = model(images)
-        loss = ce(logits, labels) + lam * rmp_loss(rec.membranes)   # gradients flow
+        loss = ce(logits, labels) + lam * rmp_loss(rec.membranes, rec.thresholds)
+
+    ``rec.membranes[i]`` is a ``[T, B, ...]`` potential and ``rec.thresholds[i]`` the threshold of
+    the neuron that produced it (a tensor broadcastable to it, with its gradient if learnable).
 
     Args:
-        model: any module containing :class:`SpikingNeuron` layers.
+        model: any module containing spiking layers (:class:`Neuron`: LIF, IF, PLIF, ...).
         detach: store detached tensors (for plots/statistics; saves the graph's memory).
         layers: optional list of module names (as in ``model.named_modules()``) to record.
         on_record: optional callback ``f(name, u_pre)``; when given, tensors are handed to it
@@ -316,18 +208,21 @@ class MembraneRecorder:
         self.model = model
         self.detach = detach
         self.on_record = on_record
-        names = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
+        names = {n: m for n, m in model.named_modules() if isinstance(m, Neuron)}
         if layers is not None:
             unknown = [n for n in layers if n not in names]
             if unknown:
                 raise InputError(f"no spiking layer named {unknown}; spiking layers are: {list(names)}")
             names = {n: names[n] for n in layers}
         if not names:
-            raise InputError("MembraneRecorder: the model has no spiking neurons (LIF/IF) to record")
+            raise InputError(
+                "MembraneRecorder: the model has no spiking neurons (LIF, IF, PLIF, ...) to record"
+            )
         self._modules = names
         self._name_of = {id(m): n for n, m in names.items()}
         self.by_layer: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         self.membranes: list[torch.Tensor] = []
+        self.thresholds: list[torch.Tensor] = []
 
     def __enter__(self) -> MembraneRecorder:
         for m in self._modules.values():
@@ -339,7 +234,7 @@ class MembraneRecorder:
             if self in m._membrane_sinks:
                 m._membrane_sinks.remove(self)
 
-    def _record(self, module: SpikingNeuron, upre: torch.Tensor) -> None:
+    def _record(self, module: Neuron, upre: torch.Tensor) -> None:
         name = self._name_of.get(id(module))
         if name is None:
             return
@@ -348,18 +243,18 @@ class MembraneRecorder:
         if self.on_record is not None:
             self.on_record(name, upre)
             return
+        th = module.threshold_like(upre)
         self.by_layer[name].append(upre)
         self.membranes.append(upre)
+        self.thresholds.append(th.detach() if self.detach else th)
 
     def clear(self) -> None:
         """Drop everything recorded so far."""
         self.membranes.clear()
+        self.thresholds.clear()
         for v in self.by_layer.values():
             v.clear()
 
     @property
     def layer_names(self) -> list[str]:
         return list(self._modules)
-
-
-__all__ += ["RESETS", "STEP_MODES"]
