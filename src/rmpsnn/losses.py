@@ -42,8 +42,9 @@ __all__ = ["QuantizationErrorMeter", "quantization_distance", "quantization_erro
 REDUCTIONS = ("element", "layer")
 
 
-def quantization_distance(u: torch.Tensor, v_th: float = 0.5) -> torch.Tensor:
-    """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise)."""
+def quantization_distance(u: torch.Tensor, v_th: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """``Dis(o, u)`` of eq. 8: ``1 - u`` where ``u >= v_th``, else ``-u`` (elementwise; a tensor
+    ``v_th`` broadcasts against ``u``, e.g. ``[C, 1, 1]`` per channel)."""
     return torch.where(u >= v_th, 1 - u, -u)
 
 
@@ -86,6 +87,37 @@ def _rmp_impl(u: torch.Tensor, backend: str) -> str:
             f"backend='auto'"
         )
     return "triton"
+
+
+# --- contract 1 (minimal, trainer helper; the neurons helper's version wins at merge) -----------
+def _per_membrane_thresholds(v_th, membranes: list[torch.Tensor]) -> list:
+    """``v_th`` as one threshold per membrane: a float (or a tensor) applies to all of them, a
+    list/tuple gives one per membrane (``MembraneRecorder.thresholds``).  A 0-d threshold becomes a
+    float (the fused kernels take a scalar); a per-channel one stays a tensor broadcastable to its
+    membrane (detached: ``Dis`` does not depend on ``v_th`` where it is differentiable)."""
+    if isinstance(v_th, (list, tuple)):
+        if len(v_th) != len(membranes):
+            raise InputError(
+                f"got {len(v_th)} thresholds for {len(membranes)} membranes; give one per membrane "
+                f"(MembraneRecorder.thresholds) or a single float"
+            )
+        values = list(v_th)
+    else:
+        values = [v_th] * len(membranes)
+    out = []
+    for th in values:
+        if torch.is_tensor(th):
+            th = th.detach()
+            out.append(float(th) if th.ndim == 0 else th)
+        else:
+            out.append(float(th))
+    return out
+
+
+def _impl_for(u: torch.Tensor, v_th, backend: str) -> str:
+    """:func:`_rmp_impl`, except that a per-channel (tensor) threshold runs the PyTorch expression
+    (the fused kernels take one scalar threshold)."""
+    return "torch" if torch.is_tensor(v_th) else _rmp_impl(u, backend)
 
 
 def _dis_power_sum(u: torch.Tensor, v_th: float, p: float, impl: str) -> torch.Tensor:
@@ -166,7 +198,7 @@ class _RMPSum(torch.autograd.Function):
 
 def rmp_loss(
     membranes: Sequence[torch.Tensor] | torch.Tensor,
-    v_th: float = 0.5,
+    v_th: float | Sequence = 0.5,
     p: float = 2,
     reduction: str = "element",
     backend: str = "auto",
@@ -178,6 +210,9 @@ def rmp_loss(
     so a layer weighs in proportion to its number of neurons -- eq. 10 read as one mean over time,
     layers, batch and neurons.  ``reduction="layer"`` averages the per-layer means instead, so
     every layer counts equally whatever its size.
+
+    ``v_th``: one threshold for every membrane, or a sequence with one per membrane (floats or
+    tensors broadcastable to it, e.g. ``MembraneRecorder.thresholds``).
 
     Computed by a fused function that keeps no intermediate tensors (the gradient is
     recomputed from ``u``): on a CPU (numba) or a CUDA device (Triton) it costs about one pass over
@@ -191,7 +226,11 @@ def rmp_loss(
     if backend not in RMP_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; valid values: {', '.join(RMP_BACKENDS)}")
     membranes = _check_membranes(membranes)
-    sums = [_RMPSum.apply(u, float(v_th), float(p), _rmp_impl(u, backend)) for u in membranes]
+    thresholds = _per_membrane_thresholds(v_th, membranes)
+    sums = [
+        _RMPSum.apply(u, th, float(p), _impl_for(u, th, backend))
+        for u, th in zip(membranes, thresholds, strict=True)
+    ]
     if reduction == "layer":
         return torch.stack([s / u.numel() for s, u in zip(sums, membranes, strict=True)]).mean()
     total = sum(u.numel() for u in membranes)
@@ -209,9 +248,12 @@ def rmp_lambda(epoch: int | float, total_epochs: int, k: float = 0.1) -> float:
     return 2 * k * r if r <= 0.5 else 2 * k * (1 - r)
 
 
-def quantization_error(membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: float = 0.5) -> dict:
+def quantization_error(
+    membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: float | Sequence = 0.5
+) -> dict:
     """Mean ``|Dis|`` and mean ``Dis²`` per layer and over all elements (the "quantization
-    error" column of RMP-Loss Table 1), for one batch of recorded membranes."""
+    error" column of RMP-Loss Table 1), for one batch of recorded membranes (``v_th``: one
+    threshold, or one per membrane)."""
     meter = QuantizationErrorMeter(v_th)
     meter.update(_check_membranes(membranes))
     return meter.compute()
@@ -219,22 +261,26 @@ def quantization_error(membranes: Sequence[torch.Tensor] | torch.Tensor, v_th: f
 
 class QuantizationErrorMeter:
     """Streaming quantisation error over a data set: call :meth:`update` with each batch's
-    membranes (a list in layer order, or a ``{name: tensor}`` dict), then :meth:`compute`."""
+    membranes (a list in layer order, or a ``{name: tensor}`` dict), then :meth:`compute`.
 
-    def __init__(self, v_th: float = 0.5):
+    ``v_th``: one threshold, or a sequence with one per membrane of each update (in its order);
+    :meth:`update`'s ``v_th`` overrides it for that call (e.g. ``rec.thresholds``)."""
+
+    def __init__(self, v_th: float | Sequence = 0.5):
         self.v_th = v_th
         self.abs_sum: dict[str, float] = {}
         self.sq_sum: dict[str, float] = {}
         self.count: dict[str, int] = {}
 
-    def update(self, membranes) -> None:
-        items = membranes.items() if isinstance(membranes, dict) else enumerate(membranes)
-        for name, u in items:
+    def update(self, membranes, v_th: float | Sequence | None = None) -> None:
+        items = list(membranes.items() if isinstance(membranes, dict) else enumerate(membranes))
+        thresholds = _per_membrane_thresholds(self.v_th if v_th is None else v_th, [u for _, u in items])
+        for (name, u), th in zip(items, thresholds, strict=True):
             u = u.detach()
             key = str(name)  # streamed: two reductions, no copies of the layer's membranes
-            impl = _rmp_impl(u, "auto")
-            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 1.0, impl))
-            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, self.v_th, 2.0, impl))
+            impl = _impl_for(u, th, "auto")
+            self.abs_sum[key] = self.abs_sum.get(key, 0.0) + float(_dis_power_sum(u, th, 1.0, impl))
+            self.sq_sum[key] = self.sq_sum.get(key, 0.0) + float(_dis_power_sum(u, th, 2.0, impl))
             self.count[key] = self.count.get(key, 0) + u.numel()
 
     def compute(self) -> dict:

@@ -328,6 +328,9 @@ class MembraneRecorder:
         self._name_of = {id(m): n for n, m in names.items()}
         self.by_layer: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         self.membranes: list[torch.Tensor] = []
+        # contract 1 (minimal stand-in, the neurons helper's version wins): thresholds[i] is the
+        # threshold of the neuron that produced membranes[i], broadcastable to it
+        self.thresholds: list[torch.Tensor] = []
 
     def __enter__(self) -> MembraneRecorder:
         for m in self._modules.values():
@@ -350,10 +353,12 @@ class MembraneRecorder:
             return
         self.by_layer[name].append(upre)
         self.membranes.append(upre)
+        self.thresholds.append(module.v_th)
 
     def clear(self) -> None:
         """Drop everything recorded so far."""
         self.membranes.clear()
+        self.thresholds.clear()
         for v in self.by_layer.values():
             v.clear()
 
