@@ -10,6 +10,7 @@ Sections (every key has a default; see ``configs/cpu.yaml`` for a commented exam
     optim:  name, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_epochs,
             scale_wide_linear, grad_clip, amp
     rmp:    enabled, k, p, reduction
+    loss:   kind (a registered loss term: ce | tet | ...), kwargs {the term's options}
     run:    out, seed, device, checkpoint_every, checkpoint_minutes, eval_every, tensorboard,
             progress, time_budget_min, overwrite
 """
@@ -71,6 +72,14 @@ class RMPSection:
 
 
 @dataclass
+class LossSection:
+    """The main loss term (``rmpsnn.training.objective.LOSS_TERMS``; RMP-Loss is added by ``rmp``)."""
+
+    kind: str = "ce"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
 class RunSection:
     out: str = "runs/{data.dataset}-{model.name}-T{model.timesteps}-{rmp_tag}-seed{run.seed}"
     seed: int = 0
@@ -90,6 +99,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     rmp: RMPSection = field(default_factory=RMPSection)
+    loss: LossSection = field(default_factory=LossSection)
     run: RunSection = field(default_factory=RunSection)
 
     def run_dir(self) -> Path:
@@ -114,6 +124,7 @@ def _validate(cfg: TrainConfig) -> None:
             f"(`rmpsnn train-ann` does)"
         )
     cfg.data.check()
+    _validate_loss(cfg)
     for where, value, lo in (
         ("model.timesteps", cfg.model.timesteps, 1),
         ("optim.epochs", cfg.optim.epochs, 1),
@@ -140,6 +151,17 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"rmp.p must be > 0 and rmp.k >= 0, got p={cfg.rmp.p}, k={cfg.rmp.k}")
     if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
         raise ConfigError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+
+
+def _validate_loss(cfg: TrainConfig) -> None:
+    from . import loss_terms  # noqa: F401  (registers the built-in terms)
+    from .objective import LOSS_TERMS
+
+    main = [n for n in LOSS_TERMS.names() if LOSS_TERMS.entry(n).meta.get("role") != "regulariser"]
+    if cfg.loss.kind not in LOSS_TERMS or LOSS_TERMS.entry(cfg.loss.kind).meta.get("role") == "regulariser":
+        raise ConfigError(
+            f"loss.kind = {cfg.loss.kind!r} is not a main loss term; allowed values: {', '.join(main)}"
+        )
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict | None) -> TrainConfig:
