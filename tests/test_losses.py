@@ -97,3 +97,29 @@ def test_fused_rmp_loss_matches_the_plain_expression(p, reduction, dtype):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="p > 0"):
         rmp_loss(us, p=0)
+
+
+def test_per_membrane_thresholds_from_the_recorder():
+    """Contract 1: a threshold per membrane (floats, 0-d or per-channel tensors) sets each layer's
+    spike/no-spike split; the recorder hands over the neurons' own thresholds."""
+    a = torch.tensor([[0.3, 0.9]])  # v_th 0.25: both fire -> |Dis| 0.7, 0.1
+    b = torch.tensor([[[0.4], [0.4]]])  # per channel [0.5, 0.3]: no spike, spike -> 0.4, 0.6
+    per_channel = torch.tensor([[0.5], [0.3]])
+    want = (0.49 + 0.01 + 0.16 + 0.36) / 4
+    assert rmp_loss([a, b], v_th=[0.25, per_channel]).item() == pytest.approx(want)
+    assert rmp_loss([a, b], v_th=[torch.tensor(0.25), per_channel]).item() == pytest.approx(want)
+    q = quantization_error([a, b], v_th=[0.25, per_channel])
+    assert q["mean_abs"] == pytest.approx((0.7 + 0.1 + 0.4 + 0.6) / 4)
+    meter = QuantizationErrorMeter()
+    meter.update({"a": a, "b": b}, v_th=[0.25, per_channel])
+    assert meter.compute()["mean_sq"] == pytest.approx(want)
+    with pytest.raises(ValueError, match="2 membranes"):
+        rmp_loss([a, b], v_th=[0.25])
+
+    net = torch.nn.Sequential(LIF(v_th=0.3), LIF(v_th=0.7))
+    with MembraneRecorder(net) as rec:
+        net(torch.rand(4, 3, 8))
+    assert [float(t) for t in rec.thresholds] == pytest.approx([0.3, 0.7])
+    pairs = zip(rec.membranes, (0.3, 0.7), strict=True)
+    by_hand = torch.cat([quantization_distance(u, th).reshape(-1) ** 2 for u, th in pairs]).mean()
+    assert rmp_loss(rec.membranes, v_th=rec.thresholds).item() == pytest.approx(by_hand.item())

@@ -11,6 +11,7 @@ Sections (every key has a default; see ``configs/cpu.yaml`` for a commented exam
     optim:  name, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_epochs,
             scale_wide_linear, grad_clip, amp
     rmp:    enabled, k, p, reduction
+    loss:   kind (a registered loss term: ce | tet | ...), kwargs {the term's options}
     run:    out, seed, device, checkpoint_every, checkpoint_minutes, eval_every, tensorboard,
             progress, time_budget_min, overwrite
 """
@@ -74,6 +75,14 @@ class RMPSection:
 
 
 @dataclass
+class LossSection:
+    """The main loss term (``rmpsnn.training.objective.LOSS_TERMS``; RMP-Loss is added by ``rmp``)."""
+
+    kind: str = "ce"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
 class RunSection:
     out: str = "runs/{data.dataset}-{model.name}-T{model.timesteps}-{rmp_tag}-seed{run.seed}"
     seed: int = 0
@@ -93,6 +102,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     rmp: RMPSection = field(default_factory=RMPSection)
+    loss: LossSection = field(default_factory=LossSection)
     run: RunSection = field(default_factory=RunSection)
 
     def run_dir(self) -> Path:
@@ -118,6 +128,7 @@ def _validate(cfg: TrainConfig) -> None:
         )
     cfg.data.check()
     _apply_neuron(cfg)
+    _validate_loss(cfg)
     for where, value, lo in (
         ("model.timesteps", cfg.model.timesteps, 1),
         ("optim.epochs", cfg.optim.epochs, 1),
@@ -161,6 +172,17 @@ def _apply_neuron(cfg: TrainConfig) -> None:
         if cfg.model.name not in list_models("snn"):
             raise ConfigError(f"model.neuron={neuron!r} needs a spiking model; {cfg.model.name} is an ANN")
         cfg.model.kwargs["neuron"] = neuron
+
+
+def _validate_loss(cfg: TrainConfig) -> None:
+    from . import loss_terms  # noqa: F401  (registers the built-in terms)
+    from .objective import LOSS_TERMS
+
+    main = [n for n in LOSS_TERMS.names() if LOSS_TERMS.entry(n).meta.get("role") != "regulariser"]
+    if cfg.loss.kind not in LOSS_TERMS or LOSS_TERMS.entry(cfg.loss.kind).meta.get("role") == "regulariser":
+        raise ConfigError(
+            f"loss.kind = {cfg.loss.kind!r} is not a main loss term; allowed values: {', '.join(main)}"
+        )
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | dict | None) -> TrainConfig:

@@ -42,6 +42,15 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
         return t.to(values.device)
 
+    def in_sync(self, model: torch.nn.Module) -> bool:
+        """Whether every process holds exactly the same parameters (a position-weighted checksum
+        of each process's weights, compared across processes)."""
+        flat = torch.cat([p.detach().flatten().double().cpu() for p in model.parameters()])
+        checks = torch.zeros(self.world_size, dtype=torch.float64)
+        checks[self.rank] = flat.sum() + (flat * torch.arange(len(flat)) % 7).sum()
+        checks = self.all_reduce(checks)
+        return bool(torch.equal(checks, checks[0].expand_as(checks)))
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

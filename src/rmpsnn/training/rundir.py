@@ -34,9 +34,10 @@ __all__ = ["RunLock", "read_metrics", "remove_stale_temp_files"]
 class RunLock:
     """Exclusive lock on a run directory (``with RunLock(run_dir): ...`` or acquire/release)."""
 
-    def __init__(self, run_dir: str | os.PathLike, option: str = "run directory"):
+    def __init__(self, run_dir: str | os.PathLike, option: str = "run directory", command: str = "train"):
         self.run_dir = Path(run_dir)
         self.option = option  # what the user set, for the error message (e.g. run.out)
+        self.command = command  # the rmpsnn command that resumes the run (train, train-ann)
         self._file = None
 
     def acquire(self) -> RunLock:
@@ -55,7 +56,7 @@ class RunLock:
                 f.close()
                 raise RunLockedError(
                     f"{self.run_dir} is in use by {holder}; wait for that run to end (or stop it), "
-                    f"then resume with `rmpsnn train --resume {self.run_dir}`"
+                    f"then resume with `rmpsnn {self.command} --resume {self.run_dir}`"
                 ) from None
         f.seek(0)
         f.truncate()

@@ -16,9 +16,10 @@ from ..data.registry import DataBundle
 from ..errors import CheckpointError, InputError
 from ..evaluation import check_model_matches_data
 from ..limits import check_simulation
+from ..neurons import SpikingNeuron
 from .config import TrainConfig, load_config
 from .distributed import Dist
-from .trainer import build_data
+from .setup import build_data
 
 __all__ = ["LoadedRun", "load_run"]
 
@@ -32,8 +33,15 @@ class LoadedRun:
     data: DataBundle
 
     @property
-    def v_th(self) -> float:
-        return float(self.cfg.model.kwargs.get("v_th", 0.5))
+    def v_th(self) -> float | None:
+        """The threshold the model's spiking neurons share (read from the neurons, not the
+        config); ``None`` when they differ, are per channel, or there are none -- then each
+        layer is measured against its own (``evaluate_model(v_th=None)``)."""
+        values = {
+            float(m.v_th) for m in self.model.modules() if isinstance(m, SpikingNeuron) and m.v_th.ndim == 0
+        }
+        per_channel = any(isinstance(m, SpikingNeuron) and m.v_th.ndim > 0 for m in self.model.modules())
+        return values.pop() if len(values) == 1 and not per_channel else None
 
 
 def load_run(

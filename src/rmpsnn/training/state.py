@@ -108,7 +108,7 @@ def _whole(progress: dict, key: str, low: int, high: float | None, path) -> int:
     return value
 
 
-def check_resume_state(state, path, *, epochs: int, steps_per_epoch: int) -> None:
+def check_resume_state(state, path, *, epochs: int, steps_per_epoch: int, partial_size: int = 5) -> None:
     """Refuse a training checkpoint whose parts cannot be resumed as they are: missing parts,
     progress outside the run (``epoch`` in 0..epochs, ``step`` within an epoch), non-finite
     sums, random-number states the generators do not take.  One :class:`CheckpointError` line."""
@@ -128,7 +128,7 @@ def check_resume_state(state, path, *, epochs: int, steps_per_epoch: int) -> Non
     partial = state["partial"]
     if (
         not torch.is_tensor(partial)
-        or partial.shape != (5,)
+        or partial.shape != (partial_size,)
         or not bool(torch.isfinite(partial.double()).all())
     ):
         raise CheckpointError(f"{path}: the epoch's partial sums are damaged; resume from an earlier copy")
