@@ -86,13 +86,15 @@ def test_help_does_not_import_torch():
     assert r.stdout.strip() == "ok", r.stderr
 
 
-def test_cli_choices_match_the_library():
-    from rmpsnn import _choices
-    from rmpsnn.conversion import BALANCE_METHODS
-    from rmpsnn.models import list_models
+def test_cli_choices_come_from_the_registries(tmp_path, capsys):
+    # the CLI freezes no list of names: a balancer registered by a plugin is a valid --balance,
+    # a bogus one is refused naming the registry's choices
+    from rmpsnn.conversion import available_balancers
 
-    assert list(_choices.ANN_MODELS) == list_models("ann")
-    assert _choices.BALANCE_METHODS is BALANCE_METHODS
+    assert main(["convert", "--balance", "maximum", "--ann", str(tmp_path / "a.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "conversion.balance = 'maximum' is not a registered balancer" in err
+    assert all(name in err for name in available_balancers())
     assert rmpsnn.neurons.LIF is not None and rmpsnn.conversion.convert is not None  # lazy attributes
 
 
@@ -101,10 +103,27 @@ def test_every_option_has_help_and_shows_its_default():
 
     parser = build_parser()
     for name, sub in parser._subparsers._group_actions[0].choices.items():
+        text = " ".join(sub.format_help().split())
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
-            if action.default not in (None, False) and not action.required and action.nargs != 0:
-                text = sub.format_help()
-                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+            if action.dest.startswith("cfg:") and "kwargs" not in action.dest:
+                # a flag of a configuration key shows the key it sets and the command's default
+                assert f"(default: {action.dest[4:]}=" in text, (name, action.dest)
+            elif action.default not in (None, False) and not action.required and action.nargs != 0:
+                assert f"(default: {action.default})" in text, (name, action.dest)
+    # the epilog lists every key of the configuration with its default
+    train_ann = parser._subparsers._group_actions[0].choices["train-ann"].format_help()
+    assert "optim.lr (float, 0.05)" in train_ann and "run.imports (list, [])" in train_ann
+
+
+def test_help_is_fast_and_generated_from_the_config_declarations():
+    from rmpsnn.app.configs import ConversionSection
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "rmpsnn", "convert", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    field = ConversionSection.__dataclass_fields__["percentile"]
+    # the help is the declaration's, never restated: text, default, the key it sets
+    assert field.metadata["help"].split()[0] in help_text and "conversion.percentile=99.99" in help_text

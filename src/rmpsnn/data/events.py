@@ -17,6 +17,7 @@ in audio libraries, so the ~20 lines of decoder here are the documented alternat
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import warnings
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ._io import DataError, cache_dir, download_url, extract_archive
+from .config import register_dataset
 from .loader import mix_seed
 
 __all__ = [
@@ -457,3 +459,32 @@ class EmulatedEvents(torch.utils.data.Dataset):
                 frames, torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, i))
             )
         return frames, label
+
+
+# ----------------------------------------------------------------------------- registered sets
+@register_dataset("cifar10-dvs", input="events")
+def _cifar10_dvs(cfg, ctx):
+    """CIFAR10-DVS recordings (root: the AEDAT folder; data.download fetches them)"""
+    from .registry import dataset_bundle
+
+    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
+    train = CIFAR10DVS(cfg.root, "train", download=cfg.download, **kw)
+    test = CIFAR10DVS(cfg.root, "test", **kw)
+    shape = (2, cfg.event_size, cfg.event_size)
+    return dataset_bundle(cfg, ctx, train, test, num_classes=len(train.classes), input_shape=shape)
+
+
+@register_dataset("emulated-dvs", input="events")
+def _emulated_dvs(cfg, ctx):
+    """DVS-like events emulated from the static image set at root (an offline stand-in for
+    CIFAR10-DVS)"""
+    from .registry import dataset_bundle, image_arrays, limited
+
+    base = dataclasses.replace(cfg, dataset="images")
+    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
+    base_train = limited(image_arrays(base, "train", ctx.seed), cfg.train_limit, ctx.seed)
+    base_test = limited(image_arrays(base, "test", ctx.seed), cfg.test_limit, ctx.seed)
+    train = EmulatedEvents(base_train, augment=True, **kw)
+    test = EmulatedEvents(base_test, **kw)
+    shape = (2, cfg.event_size, cfg.event_size)
+    return dataset_bundle(cfg, ctx, train, test, num_classes=base_train.num_classes, input_shape=shape)

@@ -1,11 +1,11 @@
 """Supervised training of the ANNs that are converted to SNNs (``rmpsnn train-ann``).
 
 There is one training engine (:class:`~rmpsnn.training.trainer.Trainer`); an ANN run is a
-:class:`TrainConfig` whose model is an ANN and whose RMP-Loss is off.  :data:`ANN_DEFAULTS` is
-the recipe: SGD with Nesterov momentum 0.9, linear warm-up over the first epoch (at most 10 % of
-the run) then cosine decay to 0, weight decay (not on biases and BN), random crop and horizontal
-flip, cross-entropy; inputs normalised with the training set's per-channel statistics (stored
-in the checkpoint, because the SNN must see the same input).
+:class:`TrainConfig` whose model is an ANN and whose RMP-Loss is off. :data:`ANN_DEFAULTS` (declared
+beside the configuration, :mod:`.config`) is the recipe: SGD with Nesterov momentum 0.9, linear
+warm-up over the first epoch (at most 10 % of the run) then cosine decay to 0, weight decay (not on
+biases and BN), random crop and horizontal flip, cross-entropy; inputs normalised with the training
+set's per-channel statistics (stored in the checkpoint, because the SNN must see the same input).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import save_model
-from ..data.registry import DataConfig
+from ..data.config import DataConfig
 from ..errors import ConfigError, InputError
 from ..evaluation import evaluate_arrays, normalised
-from .config import TrainConfig, config_to_dict, load_config
+from .config import ANN_DEFAULTS, TrainConfig, config_to_dict, load_config
 from .optim import param_groups, warmup_cosine
 from .trainer import Trainer
 
@@ -34,22 +34,6 @@ __all__ = [
     "train_ann",
     "warmup_cosine",
 ]
-
-# what `rmpsnn train-ann` starts from before its config file and overrides
-ANN_DEFAULTS = {
-    "model": {"name": "ann_cpu_net"},
-    "optim": {
-        "epochs": 10,
-        "batch_size": 128,
-        "lr": 0.05,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 1.0,
-        "scale_wide_linear": True,
-    },
-    "rmp": {"enabled": False},
-    "run": {"out": "runs/ann-{data.dataset}-{model.name}-seed{run.seed}"},
-}
 
 
 def ann_config(source=None, overrides=None) -> TrainConfig:
