@@ -127,3 +127,30 @@ def test_help_is_fast_and_generated_from_the_config_declarations():
     field = ConversionSection.__dataclass_fields__["percentile"]
     # the help is the declaration's, never restated: text, default, the key it sets
     assert field.metadata["help"].split()[0] in help_text and "conversion.percentile=99.99" in help_text
+
+
+def test_export_targets_a_peer_and_refuses_an_ann_with_a_hint(tmp_path, capsys):
+    from rmpsnn.checkpoint import save_model
+    from rmpsnn.models import create
+
+    data = {"input_shape": [1, 8, 8], "time_major": False}
+    kwargs = {"width": [4, 4, 4], "in_channels": 1, "image_size": 8, "num_classes": 2, "timesteps": 2}
+    snn = save_model(tmp_path / "snn.safetensors", create("cpu_net", **kwargs), model_name="cpu_net",
+                     model_kwargs=kwargs, data=data)  # fmt: skip
+    capsys.readouterr()
+    assert (
+        main(["export", "--checkpoint", str(snn), "--target", "snntorch", "--out", str(tmp_path / "s.nir")])
+        == 0
+    )
+    assert "for snntorch" in capsys.readouterr().out and (tmp_path / "s.nir").stat().st_size > 0
+    ann_kwargs = {"width": [4, 4, 4], "in_channels": 1, "num_classes": 2}
+    ann_model = create("ann_cpu_net", **ann_kwargs)
+    ann = save_model(
+        tmp_path / "ann.safetensors", ann_model, model_name="ann_cpu_net", model_kwargs=ann_kwargs
+    )
+    assert main(["export", "--checkpoint", str(ann), "--out", str(tmp_path / "a.nir")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the ANN 'ann_cpu_net'" in err[0] and "convert it first" in err[0], err
+    with pytest.raises(SystemExit):  # argparse: not a target
+        main(["export", "--checkpoint", str(snn), "--target", "brian2"])
+    assert "--target: target = 'brian2' is not allowed" not in capsys.readouterr().err  # names the flag once

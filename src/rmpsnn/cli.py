@@ -166,10 +166,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .app import configs as C
-    from .app.arguments import add_model_kwarg_flags, config_command, flat_command, with_defaults
+    from .app.arguments import Parser, add_model_kwarg_flags, config_command, flat_command, with_defaults
     from .training.config import ANN_DEFAULTS, TrainConfig
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="rmpsnn",
         description="Spiking neural networks accurate at few timesteps: RMP (soft-reset) ANN-to-SNN "
         "conversion and RMP-Loss direct training.",
@@ -222,12 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # section.key=value overrides may come between flags (argparse takes one run of positionals)
-    if extra and (not hasattr(args, "overrides") or any(a.startswith("-") or "=" not in a for a in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

@@ -21,6 +21,7 @@ from ..config import allowed, coerce_field, parse_override
 from ..errors import ConfigError
 
 __all__ = [
+    "Parser",
     "add_config_flags",
     "add_flat_options",
     "add_model_kwarg_flags",
@@ -67,7 +68,8 @@ def _add(parser, flags, f, owner, *, dest: str, default_text: str | None, requir
         kw["metavar"] = f.name.upper()
     else:
         kw["metavar"] = "NAME" if f.metadata.get("choices") else f.name.split("_")[-1].upper()
-        kw["type"] = _flag_type(owner, f, dest.removeprefix(_DEST))
+        where = dest.removeprefix(_DEST) if dest.startswith(_DEST) else "value"
+        kw["type"] = _flag_type(owner, f, where)
     if required:
         kw["required"] = True
     parser.add_argument(*flags, **kw)
@@ -177,6 +179,20 @@ def keys_epilog(cls: type, defaults) -> str:
 
 
 # ----------------------------------------------------------------------------- commands
+class Parser(argparse.ArgumentParser):
+    """section.key=value overrides may also come between flags (argparse alone takes one run)."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra and (
+            not hasattr(parsed, "overrides") or any(a.startswith("-") or "=" not in a for a in extra)
+        ):
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra:
+            parsed.overrides = [*parsed.overrides, *extra]
+        return parsed
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of the epilog (the list of configuration keys)."""
 
