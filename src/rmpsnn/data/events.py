@@ -476,8 +476,7 @@ def _cifar10_dvs(cfg, ctx):
 
 @register_dataset("emulated-dvs", input="events")
 def _emulated_dvs(cfg, ctx):
-    """DVS-like events emulated from the static image set at root (an offline stand-in for
-    CIFAR10-DVS)"""
+    """DVS-like events emulated from the image set at root (an offline CIFAR10-DVS stand-in)"""
     from .registry import dataset_bundle, image_arrays, limited
 
     base = dataclasses.replace(cfg, dataset="images")
