@@ -171,3 +171,39 @@ def test_list_prints_every_registry(capsys):
         capsys.readouterr()
         assert main(["list", what]) == 0
         assert name in capsys.readouterr().out, what
+
+
+NEURON_PLUGIN = textwrap.dedent(
+    '''
+    from rmpsnn.neurons import LIF, NEURONS
+
+
+    @NEURONS.register("plug-lif")
+    class PlugLIF(LIF):
+        """a LIF registered by a plugin"""
+    '''
+)
+
+
+def test_a_plugin_neuron_from_the_cli_and_from_a_config_file(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from rmpsnn import neurons
+    from rmpsnn.training.config import ModelSection
+
+    if not hasattr(neurons, "NEURONS") or "neuron" not in {f.name for f in dataclasses.fields(ModelSection)}:
+        pytest.skip("needs the neuron registry (rmpsnn.neurons.NEURONS) and model.neuron")
+    path = tmp_path / "neuron_plugin.py"
+    path.write_text(NEURON_PLUGIN)
+    monkeypatch.setattr(plugins, "_imported", {})
+    tiny = ["data.dataset=synthetic", "data.train_limit=16", "data.test_limit=8", "optim.epochs=1"]
+    tiny += ["optim.batch_size=8", "model.timesteps=2", "model.kwargs.width=[4,4,4]", "run.progress=off"]
+    try:
+        _run(capsys, "train", "--import", path, *tiny, "model.neuron=plug-lif", f"run.out={tmp_path / 'a'}")
+        cfg = tmp_path / "n.yaml"
+        cfg.write_text(f"run: {{imports: [{path}]}}\nmodel: {{neuron: plug-lif}}\n")
+        _run(capsys, "train", "--config", cfg, *tiny, f"run.out={tmp_path / 'b'}")
+        assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["model"]["neuron"] == "plug-lif"
+    finally:
+        if "plug-lif" in neurons.NEURONS:
+            neurons.NEURONS.unregister("plug-lif")
