@@ -137,3 +137,16 @@ def test_train_ann_keyword_api_leaves_no_run_directory(tmp_path, monkeypatch):
     )
     assert [h["epoch"] for h in info["history"]] == [1, 2] and info["test_accuracy"] is not None
     assert not model.training and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "imgs"]
+
+
+def test_a_data_set_declares_its_own_options():
+    # the event sets' frame size is their option, not a key of every data set
+    cfg = load_config(None, ["data.dataset=emulated-dvs", "data.options.size=16"])
+    assert cfg.data.options == {"size": 16} and "event_size" not in vars(cfg.data)
+    for overrides, message in (
+        (["data.dataset=emulated-dvs", "data.options.size=4"], r"data\.options\.size must be >= 8, got 4"),
+        (["data.dataset=emulated-dvs", "data.options.sise=16"], "has no option sise; its options: size"),
+        (["data.dataset=cifar10", "data.options.size=16"], "'cifar10' takes no data.options"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)

@@ -277,7 +277,7 @@ def test_event_frames_train_through_the_dataset_loader(tmp_path, monkeypatch):
         [
             *TINY,
             "data.dataset=emulated-dvs",
-            "data.event_size=16",
+            "data.options.size=16",
             "optim.epochs=1",
             "data.train_limit=64",
             "data.test_limit=32",

@@ -103,7 +103,6 @@ class DataConfig:
         flags=("--test-limit", "--test-images"),
     )
     num_workers: int = option(0, help="loader worker processes", check=at_least(0))
-    event_size: int = option(48, help="side of event frames in pixels", check=at_least(8))
     download: bool = option(False, help="download the data set when it is not there")
     options: dict = option(
         default_factory=dict, help="the data set's own options (its registered options dataclass)"

@@ -6,8 +6,8 @@ Every key is declared once below (:func:`rmpsnn.config.option`: type, default, h
 choices, shorthand flags); ``rmpsnn train --help`` lists them.  Sections::
 
     model:  name, timesteps, readout (final|mean), kwargs {width, tau, v_th, surrogate, ...}
-    data:   dataset, root, augment, cutout, train_limit, test_limit, num_workers, event_size,
-            download, options {the data set's own keys}
+    data:   dataset, root, augment, cutout, train_limit, test_limit, num_workers, download,
+            options {the data set's own keys, e.g. size of the event sets}
     optim:  name, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_epochs,
             scale_wide_linear, grad_clip, amp
     rmp:    enabled, k, p, reduction
