@@ -26,8 +26,6 @@ import sys
 from . import __version__
 from .errors import InputError
 
-LISTS = ("models", "datasets", "neurons", "surrogates", "balancers")
-
 
 def _overrides(args: argparse.Namespace) -> dict:
     """``key=value`` overrides, then ``--data`` (a spec: data.dataset and data.root), then the
@@ -164,10 +162,30 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .app import configs as C
-    from .app.arguments import Parser, add_model_kwarg_flags, config_command, flat_command, with_defaults
-    from .training.config import ANN_DEFAULTS, TrainConfig
+# the commands and their one-line help; a command's options are built only when it is run
+# (or for its --help), so that `rmpsnn --help` imports no configuration
+SUMMARIES = {
+    "demo": "a short tour of the spiking-neuron core (about a minute on a CPU)",
+    "quickstart": "both routes on offline data in minutes (conversion soft vs hard reset, RMP-Loss on/off)",
+    "train-ann": "train a conversion-friendly ANN (ReLU or QCFS) and save it",
+    "convert": "convert an ANN checkpoint to an SNN and report accuracy vs timesteps",
+    "train": "train a spiking network directly (surrogate gradients, RMP-Loss); torchrun for DDP",
+    "evaluate": "test accuracy and quantization error of a trained spiking model",
+    "report": "Markdown + HTML report of training runs and conversion results",
+    "export": "export a trained spiking model to NIR or safetensors + JSON",
+    "list": "the registered models, data sets, neurons, surrogates, balancers",
+}
+
+
+RUN = {
+    "demo": _demo, "quickstart": _quickstart, "train-ann": _train_ann, "convert": _convert, "train": _train,
+    "evaluate": _evaluate, "report": _report, "export": _export, "list": _list,
+}  # fmt: skip
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``command`` of that one (the others listed only)."""
+    from .app.parser import Parser
 
     p = Parser(
         prog="rmpsnn",
@@ -181,47 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="import user code first (it may register data sets, models, neurons, balancers); repeatable",
     )  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    add = {"parents": [common]}
-    for name, cls, func in (("demo", C.DemoOptions, _demo), ("quickstart", C.QuickstartOptions, _quickstart)):
-        flat_command(sub, name, cls, func, **add)
-    t = config_command(
-        sub, "train-ann", TrainConfig, with_defaults(TrainConfig, ANN_DEFAULTS), _train_ann,
-        resume=True, help="train a conversion-friendly ANN (ReLU or QCFS) and save it",
-        description="Train an ANN with the trainer of `rmpsnn train`: rmpsnn.training.ANN_DEFAULTS, then "
-        "--config, then section.key=value overrides, then the flags (each sets one key). --out is the final "
-        "model for `rmpsnn convert`.", **add,
-    )  # fmt: skip
-    add_model_kwarg_flags(t)
-    t.add_argument(
-        "--out", default="runs/ann.safetensors", help="final model to write (default: %(default)s)"
-    )
-    config_command(
-        sub, "convert", C.ConvertConfig, C.ConvertConfig(), _convert, resume=False,
-        help="convert an ANN checkpoint to an SNN and report accuracy vs timesteps",
-        description="Convert an ANN of `rmpsnn train-ann` to an SNN of IF neurons, balance its thresholds "
-        "(and calibrate it) on training images, and simulate the test images over T = 1, 2, 4, ..., "
-        "eval.timesteps. RMP-SNN as published is --balance spike-max --calibrate none.", **add,
-    )  # fmt: skip
-    config_command(
-        sub, "train", TrainConfig, TrainConfig(), _train, resume=True, **add,
-        help="train a spiking network directly (surrogate gradients, RMP-Loss); torchrun for DDP",
-        description="Train with a YAML config (configs/*.yaml) and section.key=value overrides, e.g. "
-        "`rmpsnn train --config configs/cpu.yaml optim.epochs=5 rmp.enabled=false`.",
-    )  # fmt: skip
-    for name, cls, func in (
-        ("evaluate", C.EvaluateOptions, _evaluate),
-        ("report", C.ReportOptions, _report),
-        ("export", C.ExportOptions, _export),
-    ):
-        flat_command(sub, name, cls, func, **add)
-    ls = sub.add_parser("list", help="the registered models, data sets, neurons, ...", **add)
-    ls.add_argument("what", choices=LISTS, help="what to list")
-    ls.set_defaults(func=_list)
+    for name, summary in SUMMARIES.items():
+        if command is None or name == command:
+            from .app.arguments import add_command
+
+            add_command(sub, name, RUN[name], help=summary, parents=[common])
+        else:
+            sub.add_parser(name, help=summary)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from ..config import allowed, coerce_field, parse_override
 from ..errors import ConfigError
 
 __all__ = [
-    "Parser",
+    "add_command",
     "add_config_flags",
     "add_flat_options",
     "add_model_kwarg_flags",
@@ -179,20 +180,6 @@ def keys_epilog(cls: type, defaults) -> str:
 
 
 # ----------------------------------------------------------------------------- commands
-class Parser(argparse.ArgumentParser):
-    """section.key=value overrides may also come between flags (argparse alone takes one run)."""
-
-    def parse_args(self, args=None, namespace=None):
-        parsed, extra = self.parse_known_args(args, namespace)
-        if extra and (
-            not hasattr(parsed, "overrides") or any(a.startswith("-") or "=" not in a for a in extra)
-        ):
-            self.error(f"unrecognized arguments: {' '.join(extra)}")
-        if extra:
-            parsed.overrides = [*parsed.overrides, *extra]
-        return parsed
-
-
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of the epilog (the list of configuration keys)."""
 
@@ -224,8 +211,7 @@ def config_command(
 
 def flat_command(sub, name: str, cls: type, func, **kw) -> argparse.ArgumentParser:
 
-    summary = cls.__doc__.split(": ", 1)[-1].strip().rstrip(".")  # "``rmpsnn demo``: a short tour ..."
-    p = sub.add_parser(name, description=cls.__doc__, help=summary, **kw)
+    p = sub.add_parser(name, description=cls.__doc__, **kw)
     add_flat_options(p, cls)
     p.set_defaults(func=func)
     return p
@@ -245,3 +231,47 @@ _MODEL_KWARG_FLAGS = (
 def add_model_kwarg_flags(parser: argparse.ArgumentParser) -> None:
     for flag, key, kw in _MODEL_KWARG_FLAGS:
         parser.add_argument(flag, dest=f"{_DEST}model.kwargs.{key}", **kw)
+
+
+LISTS = ("models", "datasets", "neurons", "surrogates", "balancers")
+
+
+def add_command(sub, name: str, run: Callable[[argparse.Namespace], int], **kw) -> None:
+    """The parser of command ``name`` (``run`` runs it), its options generated from its
+    configuration or options class."""
+    from ..training.config import ANN_DEFAULTS, TrainConfig
+    from . import configs as C
+
+    flat = {"demo": C.DemoOptions, "quickstart": C.QuickstartOptions, "evaluate": C.EvaluateOptions,
+            "report": C.ReportOptions, "export": C.ExportOptions}  # fmt: skip
+    if name in flat:
+        flat_command(sub, name, flat[name], run, **kw)
+    elif name == "train-ann":
+        t = config_command(
+            sub, name, TrainConfig, with_defaults(TrainConfig, ANN_DEFAULTS), run, resume=True,
+            description="Train an ANN with the trainer of `rmpsnn train`: rmpsnn.training.ANN_DEFAULTS, "
+            "then --config, then section.key=value overrides, then the flags (each sets one key). --out is "
+            "the final model for `rmpsnn convert`.", **kw,
+        )  # fmt: skip
+        add_model_kwarg_flags(t)
+        t.add_argument(
+            "--out", default="runs/ann.safetensors", help="final model to write (default: %(default)s)"
+        )
+    elif name == "convert":
+        config_command(
+            sub, name, C.ConvertConfig, C.ConvertConfig(), run, resume=False,
+            description="Convert an ANN of `rmpsnn train-ann` to an SNN of IF neurons, balance its "
+            "thresholds (and calibrate it) on training images, and simulate the test images over "
+            "T = 1, 2, 4, ..., eval.timesteps. RMP-SNN as published: --balance spike-max --calibrate none.",
+            **kw,
+        )  # fmt: skip
+    elif name == "train":
+        config_command(
+            sub, name, TrainConfig, TrainConfig(), run, resume=True, **kw,
+            description="Train with a YAML config (configs/*.yaml) and section.key=value overrides, e.g. "
+            "`rmpsnn train --config configs/cpu.yaml optim.epochs=5 rmp.enabled=false`.",
+        )  # fmt: skip
+    else:
+        ls = sub.add_parser(name, **kw)
+        ls.add_argument("what", choices=LISTS, help="what to list")
+        ls.set_defaults(func=run)
