@@ -86,13 +86,15 @@ def test_help_does_not_import_torch():
     assert r.stdout.strip() == "ok", r.stderr
 
 
-def test_cli_choices_match_the_library():
-    from rmpsnn import _choices
-    from rmpsnn.conversion import BALANCE_METHODS
-    from rmpsnn.models import list_models
+def test_cli_choices_come_from_the_registries(tmp_path, capsys):
+    # the CLI freezes no list of names: a balancer registered by a plugin is a valid --balance,
+    # a bogus one is refused naming the registry's choices
+    from rmpsnn.conversion import available_balancers
 
-    assert list(_choices.ANN_MODELS) == list_models("ann")
-    assert _choices.BALANCE_METHODS is BALANCE_METHODS
+    assert main(["convert", "--balance", "maximum", "--ann", str(tmp_path / "a.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "conversion.balance = 'maximum' is not a registered balancer" in err
+    assert all(name in err for name in available_balancers())
     assert rmpsnn.neurons.LIF is not None and rmpsnn.conversion.convert is not None  # lazy attributes
 
 
@@ -101,10 +103,54 @@ def test_every_option_has_help_and_shows_its_default():
 
     parser = build_parser()
     for name, sub in parser._subparsers._group_actions[0].choices.items():
+        text = " ".join(sub.format_help().split())
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
-            if action.default not in (None, False) and not action.required and action.nargs != 0:
-                text = sub.format_help()
-                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+            if action.dest.startswith("cfg:") and "kwargs" not in action.dest:
+                # a flag of a configuration key shows the key it sets and the command's default
+                assert f"(default: {action.dest[4:]}=" in text, (name, action.dest)
+            elif action.default not in (None, False) and not action.required and action.nargs != 0:
+                assert f"(default: {action.default})" in text, (name, action.dest)
+    # the epilog lists every key of the configuration with its default
+    train_ann = parser._subparsers._group_actions[0].choices["train-ann"].format_help()
+    assert "optim.lr (float, 0.05)" in train_ann and "run.imports (list, [])" in train_ann
+
+
+def test_help_is_fast_and_generated_from_the_config_declarations():
+    from rmpsnn.app.configs import ConversionSection
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "rmpsnn", "convert", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    field = ConversionSection.__dataclass_fields__["percentile"]
+    # the help is the declaration's, never restated: text, default, the key it sets
+    assert field.metadata["help"].split()[0] in help_text and "conversion.percentile=99.99" in help_text
+
+
+def test_export_targets_a_peer_and_refuses_an_ann_with_a_hint(tmp_path, capsys):
+    from rmpsnn.checkpoint import save_model
+    from rmpsnn.models import create
+
+    data = {"input_shape": [1, 8, 8], "time_major": False}
+    kwargs = {"width": [4, 4, 4], "in_channels": 1, "image_size": 8, "num_classes": 2, "timesteps": 2}
+    snn = save_model(tmp_path / "snn.safetensors", create("cpu_net", **kwargs), model_name="cpu_net",
+                     model_kwargs=kwargs, data=data)  # fmt: skip
+    capsys.readouterr()
+    assert (
+        main(["export", "--checkpoint", str(snn), "--target", "snntorch", "--out", str(tmp_path / "s.nir")])
+        == 0
+    )
+    assert "for snntorch" in capsys.readouterr().out and (tmp_path / "s.nir").stat().st_size > 0
+    ann_kwargs = {"width": [4, 4, 4], "in_channels": 1, "num_classes": 2}
+    ann_model = create("ann_cpu_net", **ann_kwargs)
+    ann = save_model(
+        tmp_path / "ann.safetensors", ann_model, model_name="ann_cpu_net", model_kwargs=ann_kwargs
+    )
+    assert main(["export", "--checkpoint", str(ann), "--out", str(tmp_path / "a.nir")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the ANN 'ann_cpu_net'" in err[0] and "convert it first" in err[0], err
+    with pytest.raises(SystemExit):  # argparse: not a target
+        main(["export", "--checkpoint", str(snn), "--target", "brian2"])
+    assert "--target: target = 'brian2' is not allowed" not in capsys.readouterr().err  # names the flag once

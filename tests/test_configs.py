@@ -80,3 +80,48 @@ def test_convert_from_a_config_file_with_a_user_balancer(tmp_path, monkeypatch, 
     assert res["timesteps"] == [1, 2, 4, 8] and list(res["variants"]) == ["soft reset"]
     assert res["variants"]["soft reset"]["balance"] == "twice-act-max" and res["test_images"] == 12
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.kwargs.bogus=1", "model.kwargs = {'bogus': 1} do not build model 'cpu_net'"),
+        ("model.kwargs.width=[8]", "model.kwargs = {'width': [8]} do not build model 'cpu_net'"),
+        ("model.kwargs.v_th=nan", "model.kwargs = {'v_th': 'nan'} do not build model 'cpu_net'"),
+        ("model.kwargs.v_th=.nan", "model.kwargs.v_th must be finite"),
+        ("run.seed=-1", "run.seed must be in [0, 4294967295], got -1"),
+        ("run.seed=99999999999999999999", "run.seed = 99999999999999999999 is too large an integer"),
+        ("conversion.v_init=nan", "conversion.v_init = 'nan' is not allowed"),
+    ],
+)
+def test_bad_config_values_are_one_line_and_exit_2(override, fragment, tmp_path, capsys):
+    command = "convert" if override.startswith("conversion.") else "train"
+    argv = [command, "data.dataset=synthetic", override, f"run.out={tmp_path / 'r'}"]
+    if command == "convert":
+        argv[-1] = f"run.out={tmp_path / 'c.json'}"
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_a_binary_config_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a text file" in err[0], err
+
+
+def test_one_declaration_per_option():
+    # the percentile lives in one field with one check, and the flag, the override and the YAML
+    # key all go through it
+    from rmpsnn.app.configs import ConversionSection
+
+    for value in ("0", "100.5", "-1"):
+        with pytest.raises(ConfigError, match=r"conversion\.percentile must be in \(0, 100\]"):
+            load_convert_config(None, [f"conversion.percentile={value}"])
+    assert load_convert_config(None, ["conversion.percentile=100"]).conversion.percentile == 100
+    assert ConversionSection().percentile == 99.99
+    with pytest.raises(ConfigError, match=r"conversion\.percentile must be in \(0, 100\]"):
+        load_convert_config({"conversion": {"percentile": 0}})

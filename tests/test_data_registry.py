@@ -16,8 +16,8 @@ from rmpsnn.data import (
     image_arrays,
     register_dataset,
 )
-from rmpsnn.data import registry as data_registry
-from rmpsnn.errors import ConfigError
+from rmpsnn.data.config import DATASETS
+from rmpsnn.errors import ConfigError, InputError
 from rmpsnn.training import ann_config, load_config, load_model, train, train_ann
 
 from .conftest import write_two_class_folder
@@ -37,7 +37,7 @@ def stripes():
         return ImageArrays(images, labels.astype(np.int64), ["plain", "striped"])
 
     yield "test-stripes"
-    del data_registry._DATASETS["test-stripes"]
+    DATASETS.unregister("test-stripes")
 
 
 def test_builtin_data_sets_are_registered():
@@ -46,8 +46,10 @@ def test_builtin_data_sets_are_registered():
     )
     with pytest.raises(ConfigError, match=r"data\.dataset = 'mnist' is not a registered data set; allowed"):
         load_config(None, ["data.dataset=mnist"])
-    with pytest.raises(ConfigError, match="registered twice"):
+    with pytest.raises(InputError, match="data set 'cifar10' is already registered"):
         register_dataset("cifar10")(lambda cfg, ctx: None)
+    # each set declares what it yields; nothing is inferred from a shape
+    assert DataConfig(dataset="emulated-dvs").input == "events" and DataConfig().input == "images"
 
 
 def test_a_registered_image_set_builds_one_bundle(stripes):
@@ -135,3 +137,16 @@ def test_train_ann_keyword_api_leaves_no_run_directory(tmp_path, monkeypatch):
     )
     assert [h["epoch"] for h in info["history"]] == [1, 2] and info["test_accuracy"] is not None
     assert not model.training and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "imgs"]
+
+
+def test_a_data_set_declares_its_own_options():
+    # the event sets' frame size is their option, not a key of every data set
+    cfg = load_config(None, ["data.dataset=emulated-dvs", "data.options.size=16"])
+    assert cfg.data.options == {"size": 16} and "event_size" not in vars(cfg.data)
+    for overrides, message in (
+        (["data.dataset=emulated-dvs", "data.options.size=4"], r"data\.options\.size must be >= 8, got 4"),
+        (["data.dataset=emulated-dvs", "data.options.sise=16"], "has no option sise; its options: size"),
+        (["data.dataset=cifar10", "data.options.size=16"], "'cifar10' takes no data.options"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)

@@ -277,14 +277,14 @@ def test_event_frames_train_through_the_dataset_loader(tmp_path, monkeypatch):
         [
             *TINY,
             "data.dataset=emulated-dvs",
-            "data.event_size=16",
+            "data.options.size=16",
             "optim.epochs=1",
             "data.train_limit=64",
             "data.test_limit=32",
             f"run.out={tmp_path / 'ev'}",
         ],
     )
-    monkeypatch.setattr("rmpsnn.data.registry.load_static", _tiny_static)
+    monkeypatch.setattr("rmpsnn.data.resolve.load_static", _tiny_static)
     t = Trainer(cfg, log=lambda _: None)
     assert t.data.in_channels == 2
     x, y = next(iter(t.data.train))

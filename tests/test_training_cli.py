@@ -162,7 +162,9 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path):
 
 def test_registry():
     assert {"ann_cpu_net", "ann_vgg16", "ann_resnet20", "ann_resnet34"} <= set(list_models("ann"))
-    with pytest.raises(ValueError, match="unknown model 'resnet9'; valid names: ann_cpu_net"):
+    with pytest.raises(
+        ValueError, match=r"unknown model 'resnet9'; did you mean 'resnet19'\? Valid names: ann_cpu_net"
+    ):
         create("resnet9")
     with pytest.raises(ValueError, match="unknown activation"):
         create("ann_cpu_net", activation="gelu")

@@ -3,8 +3,15 @@ YAML file or a dict and changed by ``section.key=value`` overrides.  Every comma
 configuration (``train``, ``train-ann``, ``convert``) parses it here, so a typo or a bad value
 fails before any work starts, with a message naming the key and the allowed values.
 
-A field's ``metadata={"choices": (...)}`` restricts it to those values; ``X | None`` accepts
-``null``; a ``dict`` field takes nested keys (``model.kwargs.width=[32,64,128]``).
+Each key is declared once, with :func:`option`: its type (the annotation), default, help text,
+check (:func:`at_least`, :func:`above`, :func:`in_range`), choices (a tuple, or a function that
+reads a registry when the value is checked, so that a user's plugin counts) and the command-line
+flags that are shorthands for it.  The YAML keys, the ``section.key=value`` overrides, the
+command line's flags and their ``--help`` (:mod:`rmpsnn.cli`) all derive from that declaration.
+``X | None`` accepts ``null``; a ``dict`` field takes nested keys (``model.kwargs.width=[32,64]``).
+
+This module imports neither torch nor the model zoo, so the command line can build its options
+at once.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +30,19 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["config_to_dict", "parse_override", "read_config", "set_values"]
+__all__ = [
+    "above",
+    "at_least",
+    "check_fields",
+    "coerce_field",
+    "config_to_dict",
+    "imports_option",
+    "in_range",
+    "option",
+    "parse_override",
+    "read_config",
+    "set_values",
+]
 
 C = TypeVar("C")
 
@@ -33,8 +53,77 @@ def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _coerce(where: str, owner: type, f: dataclasses.Field, value: Any):
-    """Check ``value`` against the field's type (ints are accepted for floats) and choices."""
+# ----------------------------------------------------------------------------- declarations
+class Check:
+    """A range check on a number: ``test(value)`` is true for good values; ``text`` says what
+    they are ("must be >= 1")."""
+
+    def __init__(self, test: Callable[[Any], bool], text: str) -> None:
+        self.test, self.text = test, text
+
+    def __call__(self, where: str, value: Any) -> None:
+        if value is not None and not self.test(value):
+            raise ConfigError(f"{where} {self.text}, got {value!r}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f"must be >= {_num(low)}")
+
+
+def above(low: float) -> Check:
+    return Check(lambda v: v > low, f"must be > {_num(low)}")
+
+
+def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
+    """``[low, high]``, with either end open."""
+    text = f"must be in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+    return Check(
+        lambda v: (v > low if low_open else v >= low) and (v < high if high_open else v <= high), text
+    )
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    check: Check | None = None,
+    choices: tuple | Callable[[], list[str]] | None = None,
+    choices_help: str | None = None,
+    flags: tuple[str, ...] = (),
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """One configuration key: a dataclass field whose metadata the config reader, the checks and
+    the command line read.  ``choices`` is a tuple, or a function returning the allowed names
+    (read when a value is checked: a registry filled by a user's ``--import`` counts);
+    ``choices_help`` stands for such a list in ``--help``; ``flags`` are shorthand options
+    (``("--epochs",)``) that set this key."""
+    meta = {"help": help, "check": check, "choices": choices, "choices_help": choices_help, "flags": flags}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def imports_option(help: str) -> Any:
+    """The key that lists user modules or ``.py`` files (:mod:`rmpsnn.plugins`): each value set
+    is imported at once and added to the list (a run keeps every plugin it was given)."""
+    field = option(default_factory=list, help=help)
+    return dataclasses.field(default_factory=list, metadata={**field.metadata, "imports": True})
+
+
+def allowed(f: dataclasses.Field) -> list | None:
+    """The allowed values of a field (a registry's names are read now), or None for any."""
+    choices = f.metadata.get("choices")
+    return list(choices()) if callable(choices) else (list(choices) if choices else None)
+
+
+def _coerce(where: str, owner: type, f: dataclasses.Field, value: Any, *, registry: bool = True):
+    """Check ``value`` against the field's type (ints are accepted for floats), check and
+    choices; ``registry=False`` leaves out choices read from a registry (checked with the whole
+    configuration, once the plugins it names are imported)."""
     tp = typing.get_type_hints(owner)[f.name]
     optional = False
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
@@ -67,16 +156,45 @@ def _coerce(where: str, owner: type, f: dataclasses.Field, value: Any):
         value = str(value) if ok else value
     elif tp is dict:
         ok = isinstance(value, dict)
+    elif tp is list:
+        value = [value] if isinstance(value, str) else value  # one item, e.g. run.imports=my_pkg
+        ok = isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)
     if not ok:
         raise ConfigError(
             f"{where} must be {'an' if tp is int else 'a'} {tp.__name__}{' or null' if optional else ''}, "
             f"got {value!r} "
             f"({type(value).__name__})"
         )
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{where} = {value!r} is not allowed; allowed values: {', '.join(choices)}")
+    if tp is int and not -(2**63) <= value < 2**63:  # YAML reads any number of digits
+        raise ConfigError(f"{where} = {value} is too large an integer")
+    choices = allowed(f) if registry or not callable(f.metadata.get("choices")) else None
+    if choices is not None and value not in choices:
+        what = f.metadata.get("choices_help") or "allowed"
+        listing = ", ".join(map(str, choices))
+        raise ConfigError(f"{where} = {value!r} is not {what}; allowed values: {listing}")
+    if f.metadata.get("check") is not None:
+        f.metadata["check"](where, value)
     return value
+
+
+def coerce_field(where: str, owner: type, f: dataclasses.Field, value: Any, *, registry: bool = True) -> Any:
+    """``value`` checked against field ``f`` of the dataclass ``owner`` (type, choices, check);
+    ``where`` names it in the error (a key, or the flag that set it).  ``registry=False`` skips
+    choices read from a registry (a plugin imported later may add to them)."""
+    return _coerce(where, owner, f, value, registry=registry)
+
+
+def check_fields(cfg, prefix: str = "") -> None:
+    """Check every key of ``cfg`` (a config of sections, or one section named ``prefix``)
+    against its declaration -- for configs built in Python, which skip the checks that
+    :func:`set_values` makes."""
+    sections = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)]
+    if prefix or not all(dataclasses.is_dataclass(sec) for _, sec in sections):
+        sections = [(prefix, cfg)]
+    for name, sec in sections:
+        for f in dataclasses.fields(sec):
+            where = f"{name}.{f.name}" if name else f.name
+            setattr(sec, f.name, _coerce(where, type(sec), f, getattr(sec, f.name)))
 
 
 def _set(cfg, dotted: str, value: Any) -> None:
@@ -104,7 +222,12 @@ def _set(cfg, dotted: str, value: Any) -> None:
             raise ConfigError(f"{section}.{key} is not a mapping; cannot set {dotted}")
         getattr(sec, key)[".".join(parts[2:])] = copy.deepcopy(value)
         return
-    setattr(sec, key, _coerce(f"{section}.{key}", type(sec), f, copy.deepcopy(value)))
+    value = _coerce(f"{section}.{key}", type(sec), f, copy.deepcopy(value), registry=False)
+    if f.metadata.get("imports"):  # user code: imported now, so that the keys after it may name it
+        from .plugins import import_plugins
+
+        value = import_plugins([*getattr(sec, key), *value])
+    setattr(sec, key, value)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -124,8 +247,23 @@ def set_values(cfg, overrides: list[str] | dict | None) -> None:
     """Apply ``section.key=value`` strings (values read as YAML) or a ``{dotted key: value}`` dict;
     a bare section name takes a mapping of its keys."""
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
-    for key, value in items:
+    for key, value in _imports_first(items):
         _set(cfg, key, value)
+
+
+def _imports_first(items) -> list[tuple[str, Any]]:
+    """``run.imports`` (also inside a ``run:`` mapping) before every other key: a data set or
+    model that a plugin registers is then known when its key is checked."""
+    first, rest = [], []
+    for key, value in items:
+        if key.endswith(".imports"):
+            first.append((key, value))
+        elif "." not in key and isinstance(value, dict) and "imports" in value:
+            first.append((f"{key}.imports", value["imports"]))
+            rest.append((key, {k: v for k, v in value.items() if k != "imports"}))
+        else:
+            rest.append((key, value))
+    return first + rest
 
 
 def read_config(
@@ -146,7 +284,9 @@ def read_config(
             )
             raise ConfigError(f"config file {path} not found" + (f"; configs/ holds {hint}" if hint else ""))
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text file (a YAML config is UTF-8 text)") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
         if not isinstance(data, dict):

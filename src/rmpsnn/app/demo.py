@@ -3,7 +3,6 @@ ReLU, a small spiking CNN trained directly with RMP-Loss, and what a spiking lay
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -15,11 +14,12 @@ from ..functional import if_multistep
 from ..layers import TdBatchNorm2d, TimeFolded
 from ..losses import rmp_loss
 from ..neurons import LIF, MembraneRecorder, OutputIntegrator
+from .configs import DemoOptions
 
 __all__ = ["run_demo"]
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_demo(args: DemoOptions) -> int:
     dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     print(f"rmpsnn {__version__} -- neuron core demo (torch {torch.__version__}, device {dev})\n")
@@ -93,7 +93,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_cost(args: argparse.Namespace, dev) -> None:
+def _demo_cost(args: DemoOptions, dev) -> None:
     """3. What a spiking layer costs: the same convolutions with ReLU (at batch T*B) vs LIF."""
     T, B = args.timesteps, args.batch
     print(f"3. Cost of the neurons: one SGD step of a 3-conv CIFAR-sized net, T={T}, batch {B}:")

@@ -1,29 +1,27 @@
 """One conversion experiment as ``rmpsnn convert`` and the quickstart run it: balance (and calibrate)
 on training images, simulate each variant (soft/hard reset, balancing, calibration) over
-T = 1, 2, 4, ..., and write JSON plus a figure; :class:`ConvertConfig` is the command's typed
-configuration."""
+T = 1, 2, 4, ..., and write JSON plus a figure; :class:`ConvertConfig` (:mod:`.configs`) is the
+command's typed configuration."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .._choices import CALIBRATION_METHODS
 from ..analysis import plot_accuracy_vs_timesteps
 from ..checkpoint import load_model, resolve_checkpoint
-from ..config import read_config, set_values
-from ..conversion import available_balancers, convert, evaluate_over_time, first_within
-from ..data import DataConfig, ImageArrays, image_arrays
+from ..conversion import convert, evaluate_over_time, first_within
+from ..data import ImageArrays, image_arrays
 from ..devices import resolve_device
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
 from ..io import write_json
 from ..models import list_models
+from .configs import ConvertConfig, load_convert_config
 
 __all__ = ["ConvertConfig", "conversion_experiment", "load_convert_config", "run_conversion"]
 
@@ -119,104 +117,11 @@ def conversion_experiment(
 
 
 # ----------------------------------------------------------------------------- `rmpsnn convert`
-@dataclass
-class AnnSection:
-    checkpoint: str = "runs/ann.safetensors"  # written by `rmpsnn train-ann` (a file or its run directory)
-    model: str | None = None  # default: the name stored in the checkpoint
-
-
-@dataclass
-class ConversionSection:
-    reset: str = field(default="both", metadata={"choices": ("soft", "hard", "both")})
-    balance: str = "auto"  # a registered balancer (conversion.available_balancers()) or auto
-    calibrate: str = field(default="auto", metadata={"choices": ("auto", *CALIBRATION_METHODS)})
-    calibration_timesteps: int = 16
-    percentile: float = 99.99
-    scale: float = 1.0
-    per_channel: bool | None = None
-    encoding: str = field(default="direct", metadata={"choices": ("direct", "poisson")})
-    v_init: str = "auto"  # auto, half, none, or a fraction of θ
-    signed: bool | None = None  # signed IF neurons; null = auto (on with soft reset and θ/2)
-    balance_timesteps: int = 64
-    calib_images: int = 128
-
-
-@dataclass
-class EvalSection:
-    timesteps: int = 128  # accuracy at T = 1, 2, 4, ..., timesteps
-    batch_size: int = 100
-
-
-@dataclass
-class ConvertRunSection:
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "runs/conversion.json"
-
-
-@dataclass
-class ConvertConfig:
-    """``rmpsnn convert``'s configuration (``configs/convert.yaml``); the test images are
-    ``data.test_limit`` class-balanced images of the test split (all of it when null)."""
-
-    ann: AnnSection = field(default_factory=AnnSection)
-    data: DataConfig = field(default_factory=DataConfig)
-    conversion: ConversionSection = field(default_factory=ConversionSection)
-    eval: EvalSection = field(default_factory=EvalSection)
-    run: ConvertRunSection = field(default_factory=ConvertRunSection)
-
-    def check(self) -> None:
-        self.data.check()
-        c = self.conversion
-        if c.balance != "auto" and c.balance not in available_balancers():
-            raise ConfigError(
-                f"conversion.balance = {c.balance!r} is not a registered balancer; allowed values: auto, "
-                f"{', '.join(available_balancers())}"
-            )
-        for where, value in (
-            ("conversion.calibration_timesteps", c.calibration_timesteps),
-            ("conversion.balance_timesteps", c.balance_timesteps),
-            ("conversion.calib_images", c.calib_images),
-            ("eval.timesteps", self.eval.timesteps),
-            ("eval.batch_size", self.eval.batch_size),
-        ):
-            if value < 1:
-                raise ConfigError(f"{where} must be >= 1, got {value}")
-        if not (c.percentile > 0 and c.scale > 0):
-            raise ConfigError(
-                f"conversion.percentile and conversion.scale must be > 0, got {c.percentile}, {c.scale}"
-            )
-        self.v_init()
-
-    def v_init(self) -> str | float | None:
-        """``conversion.v_init`` as :func:`convert` takes it."""
-        text = self.conversion.v_init
-        if text in ("auto", "half"):
-            return text
-        if text == "none":
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(
-                f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a fraction of θ"
-            ) from None
-
-
-def load_convert_config(source=None, overrides=None) -> ConvertConfig:
-    """A checked :class:`ConvertConfig` from a YAML file (or dict) and ``section.key=value``
-    overrides."""
-    cfg = read_config(ConvertConfig, source)
-    set_values(cfg, overrides)
-    cfg.check()
-    return cfg
-
-
 def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], None] = print) -> dict:
     """What ``rmpsnn convert`` does: load the ANN of ``cfg.ann``, then :func:`conversion_experiment`
     on ``cfg.data`` (training images for balancing and calibration, test images to evaluate)."""
     path = resolve_checkpoint(cfg.ann.checkpoint)
-    device = resolve_device(cfg.run.device, option="run.device")
+    device = resolve_device(cfg.run.device, option="run.device")  # as the command resolved it
     model, info = load_model(path, model_name=cfg.ann.model, device=device)
     if info["model"] not in list_models("ann"):
         raise InputError(

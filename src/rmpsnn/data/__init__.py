@@ -16,33 +16,49 @@ Events (frames ``[T, 2, H, W]``, batches ``[T, B, 2, H, W]`` via :func:`collate_
   :func:`emulate_events` / :class:`EmulatedEvents` (DVS-like events from any image data set).
 """
 
-from . import transforms
-from ._io import DataError, cache_dir, download_url
-from .cifar import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, load_cifar10, load_cifar100
-from .events import (
-    CIFAR10DVS,
-    CIFAR10DVS_CLASSES,
-    EmulatedEvents,
-    augment_event_frames,
-    emulate_events,
-    events_to_frames,
-    read_aedat,
-    write_aedat,
-)
-from .images import ImageArrays, ImageFolderDataset, imagenet, list_image_folder, load_image_folder
-from .loader import ArrayLoader, DatasetLoader, collate_time_major
-from .registry import (
-    DataBundle,
-    DataConfig,
-    LoaderContext,
-    available_datasets,
-    build_data,
-    dataset_bundle,
-    image_arrays,
-    image_bundle,
-    register_dataset,
-)
-from .shared import shared_cifar10, shared_cifar10_zip
+# Names load on first use (PEP 562): `rmpsnn.data.config` (the data section of a configuration)
+# is read by the command line without torch.
+_HOME = {
+    "ArrayLoader": ".loader",
+    "augment_event_frames": ".events",
+    "available_datasets": ".config",
+    "build_data": ".registry",
+    "cache_dir": "._io",
+    "CIFAR100_MEAN": ".cifar",
+    "CIFAR100_STD": ".cifar",
+    "CIFAR10_MEAN": ".cifar",
+    "CIFAR10_STD": ".cifar",
+    "CIFAR10DVS": ".events",
+    "CIFAR10DVS_CLASSES": ".events",
+    "collate_time_major": ".loader",
+    "DataBundle": ".registry",
+    "DataConfig": ".config",
+    "DataError": "._io",
+    "dataset_bundle": ".registry",
+    "dataset_options": ".config",
+    "DatasetLoader": ".loader",
+    "DATASETS": ".config",
+    "download_url": "._io",
+    "emulate_events": ".events",
+    "EmulatedEvents": ".events",
+    "events_to_frames": ".events",
+    "image_arrays": ".registry",
+    "image_bundle": ".registry",
+    "ImageArrays": ".images",
+    "ImageFolderDataset": ".images",
+    "imagenet": ".images",
+    "list_image_folder": ".images",
+    "load_cifar10": ".cifar",
+    "load_cifar100": ".cifar",
+    "load_image_folder": ".images",
+    "LoaderContext": ".registry",
+    "read_aedat": ".events",
+    "register_dataset": ".config",
+    "shared_cifar10": ".shared",
+    "shared_cifar10_zip": ".shared",
+    "transforms": ".transforms",
+    "write_aedat": ".events",
+}
 
 __all__ = [
     "CIFAR10DVS",
@@ -51,6 +67,7 @@ __all__ = [
     "CIFAR10_STD",
     "CIFAR100_MEAN",
     "CIFAR100_STD",
+    "DATASETS",
     "ArrayLoader",
     "DataBundle",
     "DataConfig",
@@ -66,6 +83,7 @@ __all__ = [
     "cache_dir",
     "collate_time_major",
     "dataset_bundle",
+    "dataset_options",
     "download_url",
     "emulate_events",
     "events_to_frames",
@@ -83,3 +101,18 @@ __all__ = [
     "transforms",
     "write_aedat",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        import importlib
+
+        module = importlib.import_module(_HOME[name], __name__)
+        value = module if _HOME[name] == f".{name}" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -17,6 +17,7 @@ in audio libraries, so the ~20 lines of decoder here are the documented alternat
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import warnings
@@ -26,9 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import at_least, option
 from ..errors import InputError
 from ..io import atomic_write, write_bytes
 from ._io import DataError, cache_dir, download_url, extract_archive
+from .config import dataset_options, register_dataset
 from .loader import mix_seed
 
 __all__ = [
@@ -461,3 +464,40 @@ class EmulatedEvents(torch.utils.data.Dataset):
                 frames, torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, i))
             )
         return frames, label
+
+
+# ----------------------------------------------------------------------------- registered sets
+@dataclasses.dataclass
+class EventOptions:
+    """The event sets' own keys (``data.options.size=...``)."""
+
+    size: int = option(48, help="side of the event frames in pixels", check=at_least(8))
+
+
+@register_dataset("cifar10-dvs", input="events", options=EventOptions)
+def _cifar10_dvs(cfg, ctx):
+    """CIFAR10-DVS recordings (root: the AEDAT folder; data.download fetches them)"""
+    from .registry import dataset_bundle
+
+    size = dataset_options(cfg).size
+    kw = {"timesteps": ctx.timesteps, "size": size, "seed": ctx.seed}
+    train = CIFAR10DVS(cfg.root, "train", download=cfg.download, **kw)
+    test = CIFAR10DVS(cfg.root, "test", **kw)
+    shape = (2, size, size)
+    return dataset_bundle(cfg, ctx, train, test, num_classes=len(train.classes), input_shape=shape)
+
+
+@register_dataset("emulated-dvs", input="events", options=EventOptions)
+def _emulated_dvs(cfg, ctx):
+    """DVS-like events emulated from the image set at root (an offline CIFAR10-DVS stand-in)"""
+    from .registry import dataset_bundle, image_arrays, limited
+
+    size = dataset_options(cfg).size
+    base = dataclasses.replace(cfg, dataset="images", options={})
+    kw = {"timesteps": ctx.timesteps, "size": size, "seed": ctx.seed}
+    base_train = limited(image_arrays(base, "train", ctx.seed), cfg.train_limit, ctx.seed)
+    base_test = limited(image_arrays(base, "test", ctx.seed), cfg.test_limit, ctx.seed)
+    train = EmulatedEvents(base_train, augment=True, **kw)
+    test = EmulatedEvents(base_test, **kw)
+    shape = (2, size, size)
+    return dataset_bundle(cfg, ctx, train, test, num_classes=base_train.num_classes, input_shape=shape)

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError
 from ..limits import MAX_IMAGE_PIXELS, gib
 from ._io import DataError, atomic_save_npz, cache_dir, file_checksum
+from .config import register_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -394,3 +395,17 @@ def imagenet(
 
 
 __all__ += ["imagenet"]
+
+
+@register_dataset("imagenet")
+def _imagenet_set(cfg, ctx):
+    """ILSVRC-2012 in folders (root/train/<wnid>/, root/val/<wnid>/), decoded lazily at 224x224"""
+    from . import transforms as T
+    from .registry import dataset_bundle
+
+    autoaugment = cfg.augment == "autoaugment"
+    train = imagenet(cfg.root, "train", T.ImageNetTrain(224, autoaugment=autoaugment), ctx.seed)
+    test = imagenet(cfg.root, "val", T.ImageNetEval(224))
+    norm = (list(T.IMAGENET_MEAN), list(T.IMAGENET_STD))
+    shape = (3, 224, 224)
+    return dataset_bundle(cfg, ctx, train, test, num_classes=len(train.classes), input_shape=shape, norm=norm)

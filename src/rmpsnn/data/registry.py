@@ -10,26 +10,25 @@ augmentation, normalisation with the training split's statistics and sharding co
         return load_image_folder(cfg.root, split)
 
 Other data (event streams, lazily decoded folders) register ``fn(cfg, ctx) -> DataBundle``,
-usually ending in :func:`dataset_bundle`.  ``rmpsnn train data.dataset=my-set`` then works, as
+usually ending in :func:`dataset_bundle`, and declare their input (``input="events"``).  The
+registry itself (:data:`DATASETS`, :func:`register_dataset`) lives in :mod:`.config`; each
+built-in set registers beside its loader.  ``rmpsnn train data.dataset=my-set`` then works, as
 does every other command that reads a data configuration.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
 from . import transforms as T
-from .cifar import load_cifar10, load_cifar100
-from .events import CIFAR10DVS, EmulatedEvents
-from .images import ImageArrays, imagenet, require_classes, require_same_image_size
+from .config import DATASETS, DataConfig, available_datasets, register_dataset
+from .images import ImageArrays, require_classes, require_same_image_size
 from .loader import ArrayLoader, DatasetLoader, collate_time_major
-from .resolve import channel_stats, load_static, synthetic_images
+from .resolve import channel_stats
 
 __all__ = [
     "DataBundle",
@@ -42,50 +41,6 @@ __all__ = [
     "image_bundle",
     "register_dataset",
 ]
-
-
-@dataclass
-class DataConfig:
-    """The ``data:`` section of a configuration: which data set and how to load it."""
-
-    dataset: str = "cifar10"
-    root: str = "shared"
-    augment: str = field(default="crop_flip", metadata={"choices": ("crop_flip", "autoaugment", "none")})
-    cutout: int = 0
-    train_limit: int | None = None
-    test_limit: int | None = None
-    num_workers: int = 0
-    event_size: int = 48
-    download: bool = False
-
-    @classmethod
-    def from_spec(cls, spec: str | None, **kwargs) -> DataConfig:
-        """The configuration of a data *spec* as the commands take it: ``shared`` (the CIFAR-10
-        JPEGs in ../shared/data), ``digits``, a directory holding ``cifar-10-batches-py/`` or
-        ``cifar-100-python/``, or an image folder / zip with ``train/`` and ``test/``."""
-        spec = "shared" if spec in (None, "") else str(spec)
-        if spec in ("shared", "digits", "synthetic"):
-            return cls(dataset="cifar10" if spec == "shared" else spec, root="shared", **kwargs)
-        p = Path(spec)
-        for dataset, folder in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):
-            if (p / folder).is_dir() or p.name == folder:
-                return cls(dataset=dataset, root=str(p.parent if p.name == folder else p), **kwargs)
-        return cls(dataset="images", root=spec, **kwargs)
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad key."""
-        if self.dataset not in _DATASETS:
-            raise ConfigError(
-                f"data.dataset = {self.dataset!r} is not a registered data set; allowed values: "
-                f"{', '.join(available_datasets())}"
-            )
-        for key, lo in (("cutout", 0), ("num_workers", 0), ("event_size", 8)):
-            if getattr(self, key) < lo:
-                raise ConfigError(f"data.{key} must be >= {lo}, got {getattr(self, key)}")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"data.{key} must be >= 1, or null for the whole split; got {value}")
 
 
 @dataclass(frozen=True)
@@ -148,57 +103,30 @@ class DataBundle:
         return x
 
 
-@dataclass(frozen=True)
-class _Entry:
-    build: Callable[[DataConfig, LoaderContext], DataBundle]
-    arrays: Callable[[DataConfig, str, int], ImageArrays] | None
-
-
-_DATASETS: dict[str, _Entry] = {}
-
-
-def register_dataset(name: str, *, images: bool = False):
-    """Decorator: register a data set under ``name``.
-
-    With ``images=True`` the function is ``fn(cfg, split, seed) -> ImageArrays`` (``split`` is
-    ``"train"`` or ``"test"``) and :func:`image_bundle` builds the loaders; otherwise it is
-    ``fn(cfg, ctx) -> DataBundle``."""
-
-    def deco(fn):
-        if name in _DATASETS:
-            raise ConfigError(f"data set {name!r} is registered twice")
-        if images:
-            _DATASETS[name] = _Entry(lambda cfg, ctx: image_bundle(cfg, ctx, fn), fn)
-        else:
-            _DATASETS[name] = _Entry(fn, None)
-        return fn
-
-    return deco
-
-
-def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
-
-
 def build_data(cfg: DataConfig, ctx: LoaderContext | None = None) -> DataBundle:
-    """The :class:`DataBundle` of ``cfg`` cut by ``ctx`` (the one loader builder)."""
+    """The :class:`DataBundle` of ``cfg`` cut by ``ctx`` (the one loader builder: training,
+    ``evaluate``, ``export``, the report and the quickstart all call it)."""
     cfg.check()
-    return _DATASETS[cfg.dataset].build(cfg, ctx or LoaderContext())
+    entry = DATASETS.entry(cfg.dataset)
+    ctx = ctx or LoaderContext()
+    if entry.meta["arrays"]:
+        return image_bundle(cfg, ctx, entry.obj)
+    return entry.obj(cfg, ctx)
 
 
 def image_arrays(cfg: DataConfig, split: str, seed: int = 0) -> ImageArrays:
     """One split of a static image set as arrays (all of it: no limit is applied)."""
     cfg.check()
-    entry = _DATASETS[cfg.dataset]
-    if entry.arrays is None:
-        images = [n for n, e in _DATASETS.items() if e.arrays is not None]
+    entry = DATASETS.entry(cfg.dataset)
+    if not entry.meta["arrays"]:
+        images = [e.name for e in DATASETS.entries() if e.meta["arrays"]]
         raise ConfigError(
             f"data.dataset = {cfg.dataset!r} is not a set of static images; use one of {', '.join(images)}"
         )
-    return entry.arrays(cfg, split, seed)
+    return entry.obj(cfg, split, seed)
 
 
-def _limited(data: ImageArrays, limit: int | None, seed: int) -> ImageArrays:
+def limited(data: ImageArrays, limit: int | None, seed: int) -> ImageArrays:
     """A class-balanced subset of ``limit`` images; a limit the set does not exceed keeps it
     whole (e.g. the synthetic set, generated at its limit)."""
     return data if limit is None or len(data) <= limit else data.balanced(limit, seed)
@@ -208,8 +136,8 @@ def image_bundle(cfg: DataConfig, ctx: LoaderContext, arrays: Callable) -> DataB
     """Loaders over in-memory images: class-balanced ``train_limit``/``test_limit`` subsets,
     normalisation with the training subset's channel statistics, random crop (padding size/8)
     and flip, optional Cutout and AutoAugment."""
-    train = _limited(arrays(cfg, "train", ctx.seed), cfg.train_limit, ctx.seed)
-    test = _limited(arrays(cfg, "test", ctx.seed), cfg.test_limit, ctx.seed)
+    train = limited(arrays(cfg, "train", ctx.seed), cfg.train_limit, ctx.seed)
+    test = limited(arrays(cfg, "test", ctx.seed), cfg.test_limit, ctx.seed)
     require_classes(train)
     require_same_image_size(train, test)
     mean, std = channel_stats(train)
@@ -252,9 +180,9 @@ def image_bundle(cfg: DataConfig, ctx: LoaderContext, arrays: Callable) -> DataB
 
 
 def dataset_bundle(cfg, ctx, train, test, *, num_classes, input_shape, norm=None) -> DataBundle:
-    """Loaders over ``torch.utils.data.Dataset`` splits; frames with 2 channels (events) are
-    collated time-major."""
-    time_major = input_shape[0] == 2
+    """Loaders over ``torch.utils.data.Dataset`` splits; the frames of a data set registered with
+    ``input="events"`` are collated time-major (``[T, B, C, H, W]``)."""
+    time_major = cfg.input == "events"
     collate = collate_time_major if time_major else None
     w = cfg.num_workers
     loader = DatasetLoader(
@@ -275,74 +203,4 @@ def dataset_bundle(cfg, ctx, train, test, *, num_classes, input_shape, norm=None
     info = {"train_images": len(train), "test_images": len(test)}
     return DataBundle(
         loader, test_batches, num_classes, tuple(input_shape), norm, info, time_major=time_major
-    )
-
-
-# ----------------------------------------------------------------------------- built-in sets
-@register_dataset("cifar10", images=True)
-def _cifar10(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
-    if cfg.root in ("shared", ""):
-        return load_static("shared", split)
-    return load_cifar10(cfg.root, split, download=cfg.download)
-
-
-@register_dataset("cifar100", images=True)
-def _cifar100(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
-    return load_cifar100(cfg.root, split, download=cfg.download)
-
-
-@register_dataset("images", images=True)
-def _image_folder(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
-    return load_static(cfg.root, split)
-
-
-@register_dataset("digits", images=True)
-def _digits(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
-    return load_static("digits", split)
-
-
-@register_dataset("synthetic", images=True)
-def _synthetic(cfg: DataConfig, split: str, seed: int) -> ImageArrays:
-    n = (cfg.train_limit or 512) if split == "train" else (cfg.test_limit or 128)
-    return synthetic_images(n, seed=seed, split=split)
-
-
-@register_dataset("cifar10-dvs")
-def _cifar10_dvs(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
-    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
-    train = CIFAR10DVS(cfg.root, "train", download=cfg.download, **kw)
-    test = CIFAR10DVS(cfg.root, "test", **kw)
-    return dataset_bundle(
-        cfg, ctx, train, test, num_classes=len(train.classes), input_shape=(2, cfg.event_size, cfg.event_size)
-    )
-
-
-@register_dataset("emulated-dvs")
-def _emulated_dvs(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
-    """DVS-like events emulated from the static image set at ``root`` (an offline stand-in for
-    CIFAR10-DVS)."""
-    base = dataclasses.replace(cfg, dataset="images")
-    kw = {"timesteps": ctx.timesteps, "size": cfg.event_size, "seed": ctx.seed}
-    base_train = _limited(image_arrays(base, "train", ctx.seed), cfg.train_limit, ctx.seed)
-    base_test = _limited(image_arrays(base, "test", ctx.seed), cfg.test_limit, ctx.seed)
-    train = EmulatedEvents(base_train, augment=True, **kw)
-    test = EmulatedEvents(base_test, **kw)
-    return dataset_bundle(
-        cfg,
-        ctx,
-        train,
-        test,
-        num_classes=base_train.num_classes,
-        input_shape=(2, cfg.event_size, cfg.event_size),
-    )
-
-
-@register_dataset("imagenet")
-def _imagenet(cfg: DataConfig, ctx: LoaderContext) -> DataBundle:
-    autoaugment = cfg.augment == "autoaugment"
-    train = imagenet(cfg.root, "train", T.ImageNetTrain(224, autoaugment=autoaugment), ctx.seed)
-    test = imagenet(cfg.root, "val", T.ImageNetEval(224))
-    norm = (list(T.IMAGENET_MEAN), list(T.IMAGENET_STD))
-    return dataset_bundle(
-        cfg, ctx, train, test, num_classes=len(train.classes), input_shape=(3, 224, 224), norm=norm
     )

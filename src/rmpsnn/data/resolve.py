@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ._io import DataError
 from .cifar import load_cifar10, load_cifar100
+from .config import register_dataset
 from .images import ImageArrays, has_split, load_image_folder
 from .shared import shared_cifar10
 
@@ -89,3 +90,37 @@ def load_digits(split: str = "train", test_fraction: float = 0.2) -> ImageArrays
     return ImageArrays(
         images[idx], d.target[idx].astype(np.int64), [str(c) for c in range(10)], name="digits"
     )
+
+
+# ----------------------------------------------------------------------------- registered sets
+@register_dataset("cifar10", images=True)
+def _cifar10(cfg, split: str, seed: int) -> ImageArrays:
+    """CIFAR-10 (root: 'shared' for ../shared/data's JPEGs, or a folder with cifar-10-batches-py/)"""
+    if cfg.root in ("shared", ""):
+        return load_static("shared", split)
+    return load_cifar10(cfg.root, split, download=cfg.download)
+
+
+@register_dataset("cifar100", images=True)
+def _cifar100(cfg, split: str, seed: int) -> ImageArrays:
+    """CIFAR-100 (root: a folder with cifar-100-python/; data.download fetches it)"""
+    return load_cifar100(cfg.root, split, download=cfg.download)
+
+
+@register_dataset("images", images=True)
+def _image_folder(cfg, split: str, seed: int) -> ImageArrays:
+    """an image folder or zip with train/<class>/* and test/<class>/* (root)"""
+    return load_static(cfg.root, split)
+
+
+@register_dataset("digits", images=True)
+def _digits(cfg, split: str, seed: int) -> ImageArrays:
+    """scikit-learn's bundled 8x8 handwritten digits (offline)"""
+    return load_static("digits", split)
+
+
+@register_dataset("synthetic", images=True)
+def _synthetic(cfg, split: str, seed: int) -> ImageArrays:
+    """generated images of a learnable toy task, sized by train_limit/test_limit"""
+    n = (cfg.train_limit or 512) if split == "train" else (cfg.test_limit or 128)
+    return synthetic_images(n, seed=seed, split=split)

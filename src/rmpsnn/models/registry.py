@@ -1,57 +1,80 @@
-"""Model registry: ``create(name, **kwargs)``, ``list_models()`` (one file per model family)."""
+"""Model registry: ``create(name, **kwargs)``, ``list_models()``; each builder registers beside
+its code (``@register("cpu_net", kind="snn")``) in :data:`MODELS`, a
+:class:`rmpsnn.registry.Registry`."""
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 
 from torch import nn
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
+from ..registry import Registry
 
-__all__ = ["builder", "create", "list_models", "register"]
+__all__ = ["MODELS", "builder", "check_kwargs", "create", "list_models", "register"]
 
-_MODELS: dict[str, tuple[Callable[..., nn.Module], str]] = {}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def register(name: str, kind: str = "ann"):
-    """Decorator: register a builder under ``name`` (``kind`` is "ann" or "snn")."""
-
-    def deco(fn):
-        if name in _MODELS:
-            raise InputError(f"model {name!r} is registered twice")
-        _MODELS[name] = (fn, kind)
-        return fn
-
-    return deco
+def register(name: str, kind: str = "ann", *, help: str | None = None, replace: bool = False):
+    """Decorator: register a builder under ``name`` (``kind`` is "ann" or "snn": an SNN trains
+    with RMP-Loss, an ANN is converted)."""
+    if kind not in ("ann", "snn"):
+        raise InputError(f"a model's kind is 'ann' or 'snn', got {kind!r}")
+    return MODELS.register(name, help=help, replace=replace, kind=kind)
 
 
 def list_models(kind: str | None = None) -> list[str]:
     """Registered names (optionally only ``kind`` "ann" or "snn"), sorted."""
-    return sorted(n for n, (_, k) in _MODELS.items() if kind is None or k == kind)
+    return sorted(e.name for e in MODELS.entries() if kind is None or e.meta["kind"] == kind)
 
 
 def builder(name: str):
     """The function registered under ``name`` (e.g. to inspect its arguments)."""
-    if name not in _MODELS:
-        raise InputError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    return _MODELS[name][0]
+    return MODELS.get(name)
+
+
+def _check_names(name: str, fn: Callable, kwargs: dict) -> None:
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            raise InputError(f"model {name!r} takes no argument {names}; valid: {', '.join(params)}")
 
 
 def create(name: str, **kwargs) -> nn.Module:
     """Build a registered model; an unknown name or keyword raises an :class:`InputError` listing the
     valid ones (a ``TypeError`` raised *inside* a builder is a bug and propagates unchanged)."""
     fn = builder(name)
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            raise InputError(
-                f"model {name!r} takes no argument {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(params)}"
-            )
+    _check_names(name, fn, kwargs)
     _check_sizes(name, kwargs)
     return fn(**kwargs)
+
+
+def check_kwargs(name: str, kwargs: dict, *, where: str = "model.kwargs") -> None:
+    """Raise a one-line :class:`ConfigError` naming ``where`` when ``kwargs`` do not build model
+    ``name``: an unknown keyword, a wrong size or type.  The model is built on the ``meta``
+    device (no memory, no time), so a configuration fails before its data are loaded."""
+    import torch
+
+    fn = MODELS.get(name)
+    for key, value in kwargs.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{where}.{key} must be finite, got {value!r}")
+    try:
+        _check_names(name, fn, kwargs)
+        _check_sizes(name, kwargs)
+        with torch.device("meta"):
+            fn(**kwargs)
+    except InputError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{where} = {kwargs!r} do not build model {name!r}: {line}") from None
 
 
 _SIZE_ARGS = ("num_classes", "timesteps", "in_channels", "image_size", "width")

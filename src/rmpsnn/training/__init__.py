@@ -2,31 +2,41 @@
 ``rmpsnn train``), ANN training for conversion (``train_ann``), configuration
 (:func:`load_config`), and pickle-free checkpoints."""
 
-from ..checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
-from ..evaluation import evaluate_arrays, normalised
-from .ann import ann_config, train_ann
-from .config import ConfigError, TrainConfig, load_config
-from .runs import LoadedRun, load_run
-from .state import load_state, save_state
-from .trainer import Trainer, evaluate_model, train
+# Names load on first use (PEP 562): `rmpsnn.training.config` (the typed configuration) is read
+# by the command line without torch.
+_HOME = {
+    "CheckpointError": "..checkpoint",
+    "ConfigError": ".config",
+    "LoadedRun": ".runs",
+    "TrainConfig": ".config",
+    "Trainer": ".trainer",
+    "ann_config": ".ann",
+    "evaluate_arrays": "..evaluation",
+    "evaluate_model": ".trainer",
+    "load_config": ".config",
+    "load_model": "..checkpoint",
+    "load_run": ".runs",
+    "load_state": ".state",
+    "normalised": "..evaluation",
+    "resolve_checkpoint": "..checkpoint",
+    "save_model": "..checkpoint",
+    "save_state": ".state",
+    "train": ".trainer",
+    "train_ann": ".ann",
+}
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "LoadedRun",
-    "TrainConfig",
-    "Trainer",
-    "ann_config",
-    "evaluate_arrays",
-    "evaluate_model",
-    "load_config",
-    "load_model",
-    "load_run",
-    "load_state",
-    "normalised",
-    "resolve_checkpoint",
-    "save_model",
-    "save_state",
-    "train",
-    "train_ann",
-]
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        import importlib
+
+        value = getattr(importlib.import_module(_HOME[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -1,11 +1,11 @@
 """Supervised training of the ANNs that are converted to SNNs (``rmpsnn train-ann``).
 
 There is one training engine (:class:`~rmpsnn.training.trainer.Trainer`); an ANN run is a
-:class:`TrainConfig` whose model is an ANN and whose RMP-Loss is off.  :data:`ANN_DEFAULTS` is
-the recipe: SGD with Nesterov momentum 0.9, linear warm-up over the first epoch (at most 10 % of
-the run) then cosine decay to 0, weight decay (not on biases and BN), random crop and horizontal
-flip, cross-entropy; inputs normalised with the training set's per-channel statistics (stored
-in the checkpoint, because the SNN must see the same input).
+:class:`TrainConfig` whose model is an ANN and whose RMP-Loss is off. :data:`ANN_DEFAULTS` (declared
+beside the configuration, :mod:`.config`) is the recipe: SGD with Nesterov momentum 0.9, linear
+warm-up over the first epoch (at most 10 % of the run) then cosine decay to 0, weight decay (not on
+biases and BN), random crop and horizontal flip, cross-entropy; inputs normalised with the training
+set's per-channel statistics (stored in the checkpoint, because the SNN must see the same input).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import save_model
-from ..data.registry import DataConfig
+from ..data.config import DataConfig
 from ..errors import ConfigError, InputError
 from ..evaluation import evaluate_arrays, normalised
-from .config import TrainConfig, config_to_dict, load_config
+from .config import ANN_DEFAULTS, TrainConfig, config_to_dict, load_config
 from .optim import param_groups, warmup_cosine
 from .trainer import Trainer
 
@@ -34,22 +34,6 @@ __all__ = [
     "train_ann",
     "warmup_cosine",
 ]
-
-# what `rmpsnn train-ann` starts from before its config file and overrides
-ANN_DEFAULTS = {
-    "model": {"name": "ann_cpu_net"},
-    "optim": {
-        "epochs": 10,
-        "batch_size": 128,
-        "lr": 0.05,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "warmup_epochs": 1.0,
-        "scale_wide_linear": True,
-    },
-    "rmp": {"enabled": False},
-    "run": {"out": "runs/ann-{data.dataset}-{model.name}-seed{run.seed}"},
-}
 
 
 def ann_config(source=None, overrides=None) -> TrainConfig:
@@ -68,23 +52,24 @@ _KEYWORD_OF = {
     "optim.weight_decay": "weight_decay",
     "data.train_limit": "train_limit",
     "data.test_limit": "test_limit",
+    "run.seed": "seed",
 }
 
 
 def train_ann(
-    model_name: str = "ann_cpu_net",
+    model_name: str | None = None,
     *,
     data: str | None = "shared",
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    weight_decay: float = 5e-4,
-    activation: str = "relu",
-    qcfs_levels: int = 8,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    activation: str | None = None,
+    qcfs_levels: int | None = None,
     model_kwargs: dict | None = None,
     train_limit: int | None = None,
     test_limit: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     device: str = "cpu",
     out: str | None = None,
     time_budget_s: float | None = None,
@@ -95,28 +80,32 @@ def train_ann(
 
     A keyword front end to the one trainer: it builds the :func:`ann_config` of these arguments
     (``data`` is a spec as :meth:`DataConfig.from_spec` reads it) and runs it in ``run_dir``
-    (default: a temporary directory).  ``time_budget_s`` stops after the epoch during which the
-    budget ran out (the cosine schedule still spans ``epochs``).  ``out`` saves the final model
-    as a safetensors checkpoint with the model name, its arguments, the input statistics and the
-    accuracies.
+    (default: a temporary directory).  A keyword left at ``None`` keeps the recipe's value
+    (:data:`ANN_DEFAULTS`, then the configuration's defaults; ``activation``/``qcfs_levels``:
+    the builder's), so no default is restated here.  ``time_budget_s`` stops after the epoch
+    during which the budget ran out (the cosine schedule still spans ``epochs``).  ``out`` saves
+    the final model as a safetensors checkpoint with the model name, its arguments, the input
+    statistics and the accuracies.
     """
     budget_ok = isinstance(time_budget_s, (int, float)) and not isinstance(time_budget_s, bool)
     if time_budget_s is not None and not (budget_ok and 0 < time_budget_s < math.inf):
         # the config holds minutes; checked here so that the error speaks of seconds
         raise InputError(f"time_budget_s must be a positive number of seconds or None, got {time_budget_s!r}")
     data_cfg = DataConfig.from_spec(data, train_limit=train_limit, test_limit=test_limit)
-    kwargs = {"activation": activation, **(model_kwargs or {})}
-    if activation == "qcfs":
-        kwargs["qcfs_levels"] = qcfs_levels
-    overrides = {
+    builder_args = {"activation": activation, "qcfs_levels": qcfs_levels}
+    kwargs = {**{k: v for k, v in builder_args.items() if v is not None}, **(model_kwargs or {})}
+    given = {
         "model.name": model_name,
-        "model.kwargs": kwargs,
-        "data": vars(data_cfg),
         "optim.epochs": epochs,
         "optim.batch_size": batch_size,
         "optim.lr": lr,
         "optim.weight_decay": weight_decay,
         "run.seed": seed,
+    }
+    overrides = {
+        **{k: v for k, v in given.items() if v is not None},
+        "model.kwargs": kwargs,
+        "data": vars(data_cfg),
         "run.device": str(device),
         "run.time_budget_min": time_budget_s / 60 if time_budget_s is not None else None,
         "run.overwrite": True,

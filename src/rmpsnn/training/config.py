@@ -2,18 +2,21 @@
 checked against a typed schema so that a typo or a bad value fails before any work starts, with
 a message naming the key and the allowed values.
 
-Sections (every key has a default; see ``configs/cpu.yaml`` for a commented example)::
+Every key is declared once below (:func:`rmpsnn.config.option`: type, default, help, check,
+choices, shorthand flags); ``rmpsnn train --help`` lists them.  Sections::
 
-    model:  name, timesteps, readout (final|mean), neuron (a registered neuron kind: lif, plif, if,
-            ...), kwargs {width, tau, v_th, surrogate, ...}
-    data:   dataset, root, augment, cutout, train_limit, test_limit, num_workers, event_size,
-            download
+    model:  name, timesteps, readout (final|mean), neuron (a registered neuron
+            kind: lif, plif, if, ...), kwargs {width, tau, v_th, surrogate, ...}
+    data:   dataset, root, augment, cutout, train_limit, test_limit, num_workers, download,
+            options {the data set's own keys, e.g. size of the event sets}
     optim:  name, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_epochs,
             scale_wide_linear, grad_clip, amp
     rmp:    enabled, k, p, reduction
     loss:   kind (a registered loss term: ce | tet | ...), kwargs {the term's options}
     run:    out, seed, device, checkpoint_every, checkpoint_minutes, eval_every, tensorboard,
-            progress, time_budget_min, overwrite
+            progress, time_budget_min, overwrite, imports
+
+This module imports neither torch nor the model zoo (the command line builds its options from it).
 """
 
 from __future__ import annotations
@@ -22,13 +25,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, parse_override, read_config, set_values
-from ..data.registry import DataConfig
+from ..config import (
+    above,
+    at_least,
+    check_fields,
+    config_to_dict,
+    imports_option,
+    in_range,
+    option,
+    parse_override,
+    read_config,
+    set_values,
+)
+from ..data.config import DataConfig
 from ..errors import ConfigError
-from ..models import list_models
-from ..neurons import NEURONS
 
 __all__ = [
+    "ANN_DEFAULTS",
     "ConfigError",
     "TrainConfig",
     "apply_overrides",
@@ -37,63 +50,107 @@ __all__ = [
     "parse_override",
 ]
 
+SEED_RANGE = in_range(0, 2**32 - 1)  # numpy's and torch's seeds both take it
 
-def _choices(*values: str) -> dict:
-    return {"choices": values}
+
+def _neuron_names() -> list[str]:
+    from ..neurons import NEURONS
+
+    return NEURONS.names()
+
+
+def _model_names() -> list[str]:
+    from ..models import list_models
+
+    return list_models()
 
 
 @dataclass
 class ModelSection:
-    name: str = "cpu_net"
-    timesteps: int = 4
-    readout: str = field(default="final", metadata=_choices("final", "mean"))
-    neuron: str = "lif"  # a name in rmpsnn.neurons.NEURONS; goes to the model as kwargs["neuron"]
-    kwargs: dict = field(default_factory=dict)
+    name: str = option(
+        "cpu_net",
+        help="a registered model (rmpsnn list models)",
+        choices=_model_names,
+        choices_help="a registered model",
+        flags=("--model",),
+    )
+    timesteps: int = option(
+        4, help="time steps T of a spiking model", check=at_least(1), flags=("--timesteps",)
+    )
+    readout: str = option(
+        "final", help="output of the last step, or the mean over T", choices=("final", "mean")
+    )
+    neuron: str = option(
+        "lif",
+        help="the spiking neurons: a registered neuron kind (rmpsnn list neurons)",
+        choices=_neuron_names,
+        choices_help="a registered neuron",
+    )
+    kwargs: dict = option(default_factory=dict, help="the model builder's own arguments (width, v_th, ...)")
 
 
 @dataclass
 class OptimSection:
-    name: str = field(default="sgd", metadata=_choices("sgd", "adamw"))
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    scale_wide_linear: bool = False
-    grad_clip: float | None = None
-    amp: str = field(default="auto", metadata=_choices("auto", "on", "off"))
+    name: str = option("sgd", help="optimizer", choices=("sgd", "adamw"))
+    epochs: int = option(10, help="training epochs", check=at_least(1), flags=("--epochs",))
+    batch_size: int = option(
+        64, help="images per step (all processes together)", check=at_least(1), flags=("--batch-size",)
+    )
+    lr: float = option(
+        0.01, help="peak learning rate (warm-up, then cosine)", check=above(0), flags=("--lr",)
+    )
+    momentum: float = option(0.9, help="SGD momentum", check=in_range(0, 1, high_open=True))
+    nesterov: bool = option(False, help="Nesterov momentum")
+    weight_decay: float = option(
+        5e-4, help="weight decay (not on biases and BN)", check=at_least(0), flags=("--weight-decay",)
+    )
+    warmup_epochs: float = option(0.0, help="linear warm-up epochs", check=at_least(0))
+    scale_wide_linear: bool = option(False, help="scale the learning rate of wide linear layers")
+    grad_clip: float | None = option(None, help="clip the gradient norm (null: off)", check=above(0))
+    amp: str = option("auto", help="mixed precision (auto: on CUDA)", choices=("auto", "on", "off"))
 
 
 @dataclass
 class RMPSection:
-    enabled: bool = True
-    k: float = 0.1
-    p: float = 2.0
-    reduction: str = field(default="element", metadata=_choices("element", "layer"))
+    enabled: bool = option(True, help="add RMP-Loss to the cross-entropy")
+    k: float = option(0.1, help="RMP-Loss weight lambda", check=at_least(0))
+    p: float = option(2.0, help="RMP-Loss exponent", check=above(0))
+    reduction: str = option("element", help="mean over elements, or per layer", choices=("element", "layer"))
 
 
 @dataclass
 class LossSection:
     """The main loss term (``rmpsnn.training.objective.LOSS_TERMS``; RMP-Loss is added by ``rmp``)."""
 
-    kind: str = "ce"
-    kwargs: dict = field(default_factory=dict)
+    kind: str = option("ce", help="the main loss term: ce, tet, or a registered one (checked on use)")
+    kwargs: dict = option(default_factory=dict, help="the loss term's own options (e.g. lam, phi for tet)")
 
 
 @dataclass
 class RunSection:
-    out: str = "runs/{data.dataset}-{model.name}-T{model.timesteps}-{rmp_tag}-seed{run.seed}"
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 0
-    checkpoint_minutes: float = 10.0
-    eval_every: int = 1
-    tensorboard: bool = False
-    progress: str = field(default="auto", metadata=_choices("auto", "on", "off"))
-    time_budget_min: float | None = None
-    overwrite: bool = False
+    out: str = option(
+        "runs/{data.dataset}-{model.name}-T{model.timesteps}-{rmp_tag}-seed{run.seed}",
+        help="run directory ({section.key} and {rmp_tag} are filled in)",
+    )
+    seed: int = option(0, help="random seed", check=SEED_RANGE, flags=("--seed",))
+    device: str = option(
+        "auto", help="cpu, cuda, cuda:N, mps, or auto (a GPU if there is one)", flags=("--device",)
+    )
+    checkpoint_every: int = option(0, help="also checkpoint every N steps (0: each epoch)", check=at_least(0))
+    checkpoint_minutes: float = option(10.0, help="checkpoint at least this often", check=above(0))
+    eval_every: int = option(1, help="evaluate every N epochs", check=at_least(1))
+    tensorboard: bool = option(False, help="write TensorBoard logs")
+    progress: str = option("auto", help="progress bar", choices=("auto", "on", "off"))
+    time_budget_min: float | None = option(
+        None,
+        help="stop after the epoch in which this many minutes passed",
+        check=above(0),
+        flags=("--time-budget",),
+    )
+    overwrite: bool = option(False, help="replace a finished run in run.out")
+    imports: list = imports_option(
+        "modules or .py files imported first (user data sets, models, balancers); stored with the run"
+    )
 
 
 @dataclass
@@ -115,51 +172,46 @@ class TrainConfig:
         return Path(out)
 
 
+# what `rmpsnn train-ann` starts from before its config file and overrides: SGD with Nesterov
+# momentum, a warm-up of one epoch (at most 10 % of the run) then cosine decay, no RMP-Loss
+ANN_DEFAULTS = {
+    "model": {"name": "ann_cpu_net"},
+    "optim": {
+        "epochs": 10,
+        "batch_size": 128,
+        "lr": 0.05,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "warmup_epochs": 1.0,
+        "scale_wide_linear": True,
+    },
+    "rmp": {"enabled": False},
+    "run": {"out": "runs/ann-{data.dataset}-{model.name}-seed{run.seed}"},
+}
+
+
 def _validate(cfg: TrainConfig) -> None:
-    if cfg.model.name not in list_models():
-        raise ConfigError(
-            f"model.name = {cfg.model.name!r} is not a registered model; allowed values: "
-            f"{', '.join(list_models())}"
-        )
+    from ..models import list_models
+    from ..models.registry import check_kwargs
+
+    check_fields(cfg)
+    cfg.data.check()
     if cfg.rmp.enabled and cfg.model.name not in list_models("snn"):
         raise ConfigError(
             f"rmp.enabled=true needs a spiking model, and {cfg.model.name} is an ANN; set rmp.enabled=false "
             f"(`rmpsnn train-ann` does)"
         )
-    cfg.data.check()
     _apply_neuron(cfg)
     _validate_loss(cfg)
-    for where, value, lo in (
-        ("model.timesteps", cfg.model.timesteps, 1),
-        ("optim.epochs", cfg.optim.epochs, 1),
-        ("optim.batch_size", cfg.optim.batch_size, 1),
-        ("run.checkpoint_every", cfg.run.checkpoint_every, 0),
-        ("run.eval_every", cfg.run.eval_every, 1),
-    ):
-        if value < lo:
-            raise ConfigError(f"{where} must be >= {lo}, got {value}")
-    for where, value in (
-        ("run.checkpoint_minutes", cfg.run.checkpoint_minutes),
-        ("run.time_budget_min", cfg.run.time_budget_min),
-    ):
-        if value is not None and value <= 0:
-            raise ConfigError(f"{where} must be > 0, got {value}")
-    if cfg.optim.weight_decay < 0 or cfg.optim.warmup_epochs < 0 or not 0 <= cfg.optim.momentum < 1:
-        raise ConfigError(
-            f"optim.weight_decay and optim.warmup_epochs must be >= 0 and optim.momentum in [0, 1); got "
-            f"{cfg.optim.weight_decay}, {cfg.optim.warmup_epochs}, {cfg.optim.momentum}"
-        )
-    if not cfg.optim.lr > 0:
-        raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    if cfg.rmp.p <= 0 or cfg.rmp.k < 0:
-        raise ConfigError(f"rmp.p must be > 0 and rmp.k >= 0, got p={cfg.rmp.p}, k={cfg.rmp.k}")
-    if cfg.optim.grad_clip is not None and cfg.optim.grad_clip <= 0:
-        raise ConfigError(f"optim.grad_clip must be > 0 or null, got {cfg.optim.grad_clip}")
+    check_kwargs(cfg.model.name, cfg.model.kwargs, where="model.kwargs")
 
 
 def _apply_neuron(cfg: TrainConfig) -> None:
     """``model.neuron`` names a registered neuron kind; a spiking model gets it as
     ``model.kwargs.neuron`` (so the run's stored model arguments rebuild the same neurons)."""
+    from ..models import list_models
+    from ..neurons import NEURONS
+
     neuron = cfg.model.neuron
     if not isinstance(neuron, str) or neuron not in NEURONS:
         raise ConfigError(f"model.neuron: {NEURONS.unknown_message(neuron)}")

@@ -1,0 +1,73 @@
+"""``rmpsnn evaluate`` and ``rmpsnn export``: what they do with a stored run, given their typed
+options (:class:`~rmpsnn.app.configs.EvaluateOptions`, :class:`~rmpsnn.app.configs.ExportOptions`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..checkpoint import load_model, resolve_checkpoint
+from ..errors import InputError
+from ..export.inputs import input_shape_of, sample_input
+from ..io import write_json
+from ..models import list_models
+from ..training.runs import load_run
+from ..training.trainer import evaluate_model
+from .configs import EvaluateOptions, ExportOptions
+
+__all__ = ["evaluate_checkpoint", "export_checkpoint"]
+
+
+def evaluate_checkpoint(opts: EvaluateOptions, *, log: Callable[[str], None] = print) -> dict:
+    """Test accuracy and quantization error of the model of ``opts.checkpoint`` on the test set it
+    was trained on (``opts.data``: ``key=value`` overrides of its data section)."""
+    overrides = [f"data.{k}" for k in opts.data]
+    run = load_run(opts.checkpoint, device=opts.device, overrides=overrides, timesteps=opts.timesteps)
+    model, info = run.model, run.info
+    ev = evaluate_model(model, run.data.test(), v_th=run.v_th, device=opts.device, data=run.data)
+    steps = getattr(model, "timesteps", None)
+    result = {"checkpoint": str(run.checkpoint), "model": info["model"], "timesteps": steps, **ev}
+    q = ev["quantization_error"]
+    log(
+        f"{info['model']}{f' T={steps}' if steps else ''}: test accuracy {ev['accuracy']:.4f} "
+        f"on {ev['images']} images"
+        + (f", quantization error {q:.4f} (mean Dis^2 {ev['quantization_mse']:.4f})" if q is not None else "")
+    )
+    for name, q in ev["per_layer"].items():
+        log(f"  {name:<24} |Dis| {q['mean_abs']:.4f}")
+    if opts.out:
+        write_json(opts.out, result)
+        log(f"wrote {opts.out}")
+    return result
+
+
+def export_checkpoint(opts: ExportOptions, *, log: Callable[[str], None] = print) -> list[str]:
+    """Write the model of ``opts.checkpoint`` as NIR (for ``opts.target``'s importer, or rmpsnn's
+    exact graph) or as safetensors + JSON; returns the files written."""
+    checkpoint = resolve_checkpoint(opts.checkpoint)
+    model, info = load_model(checkpoint)
+    if opts.format == "safetensors":
+        from ..export import export_safetensors
+
+        extra = {k: v for k, v in info.items() if k not in ("model", "kwargs")}
+        files = export_safetensors(
+            model, opts.out, model_name=info["model"], model_kwargs=info["kwargs"], **extra
+        )
+        log(f"wrote {files['weights']} and {files['architecture']}")
+        return [str(files["weights"]), str(files["architecture"])]
+    if info["model"] in list_models("ann"):
+        raise InputError(
+            f"{checkpoint} holds the ANN {info['model']!r}; NIR describes spiking networks: convert it first "
+            f"(rmpsnn convert --ann {opts.checkpoint}), or export its weights with --format safetensors"
+        )
+    from ..export import to_nir
+
+    shape = input_shape_of(info, opts.input_shape)
+    out = Path(opts.out)
+    out = out if out.suffix == ".nir" else out / "model.nir"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sample = sample_input(model, info, shape)
+    to_nir(model, sample, out, allow_lossy_reset=opts.allow_lossy_reset, target=opts.target)
+    steps, target = getattr(model, "timesteps", "?"), f", for {opts.target}" if opts.target else ""
+    log(f"wrote {out} (input {list(shape)} per step, {steps} steps{target})")
+    return [str(out)]

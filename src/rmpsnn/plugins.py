@@ -1,0 +1,101 @@
+"""User code for the command line: modules or ``.py`` files that register data sets, models,
+neurons or balancers, imported before a command reads its configuration.
+
+``rmpsnn train --import my_pkg.plugins --import path/to/plugins.py ...`` imports both, and the
+run's configuration stores them (``run.imports``), so that ``evaluate``, ``report``, ``export``,
+``convert`` and ``--resume`` import them again from the run itself.  A file is stored with its
+absolute path.  Importing the same module or file twice runs it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import InputError, RmpsnnError
+
+__all__ = ["import_plugins", "normalise_imports", "stored_imports"]
+
+_imported: dict[str, str] = {}  # spec (absolute path or module name) -> module name
+
+
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def normalise_imports(specs: Iterable[str]) -> list[str]:
+    """The specs as a run stores them: files as absolute paths, modules as given, no repeats."""
+    out: list[str] = []
+    for spec in specs:
+        if not isinstance(spec, str) or not spec.strip():
+            raise InputError(f"an import is a module name or a .py file, got {spec!r}")
+        spec = str(Path(spec).resolve()) if _is_file(spec) else spec.strip()
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
+def _import_file(path: Path) -> str:
+    if not path.is_file():
+        raise InputError(f"--import {path}: no such file (give a module name or a .py file)")
+    name = f"rmpsnn_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"--import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return name
+
+
+def import_plugins(specs: Iterable[str] | None) -> list[str]:
+    """Import each module name or ``.py`` file of ``specs`` (once per process); returns the
+    normalised specs.  A missing module or file, or an error raised by the plugin's code, is
+    one :class:`InputError` line naming the plugin."""
+    specs = normalise_imports(specs or [])
+    for spec in specs:
+        if spec in _imported:
+            continue
+        try:
+            _imported[spec] = (
+                _import_file(Path(spec)) if _is_file(spec) else importlib.import_module(spec).__name__
+            )
+        except RmpsnnError as e:
+            raise type(e)(f"--import {spec}: {e}") from e
+        except ModuleNotFoundError as e:
+            if e.name is None or not spec.startswith(e.name):  # the plugin imports what is not here
+                raise InputError(f"--import {spec}: the plugin raised ModuleNotFoundError: {e}") from e
+            raise InputError(f"--import {spec}: {e} (give an importable module or a .py file)") from e
+        except Exception as e:  # the plugin's own code failed: say where, in one line
+            raise InputError(f"--import {spec}: the plugin raised {type(e).__name__}: {e}") from e
+    return specs
+
+
+def stored_imports(checkpoint: str | Path) -> list[str]:
+    """``run.imports`` of the configuration stored in a checkpoint of ``rmpsnn train`` /
+    ``train-ann`` (or a run directory), read from the file's header without loading it; [] when
+    there is none or the file is not readable (loading it then reports why)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = next(
+            (path / n for n in ("best.safetensors", "last.safetensors") if (path / n).is_file()), path
+        )
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000:
+                return []
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        imports = json.loads(meta.get("info", "{}")).get("config", {}).get("run", {}).get("imports", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [s for s in imports if isinstance(s, str)] if isinstance(imports, list) else []
