@@ -87,7 +87,7 @@ def test_convert_from_a_config_file_with_a_user_balancer(tmp_path, monkeypatch, 
     [
         ("model.kwargs.bogus=1", "model.kwargs = {'bogus': 1} do not build model 'cpu_net'"),
         ("model.kwargs.width=[8]", "model.kwargs = {'width': [8]} do not build model 'cpu_net'"),
-        ("model.kwargs.v_th=nan", "model.kwargs = {'v_th': 'nan'} do not build model 'cpu_net'"),
+        ("model.kwargs.v_th=nan", "v_th must be a number"),
         ("model.kwargs.v_th=.nan", "model.kwargs.v_th must be finite"),
         ("run.seed=-1", "run.seed must be in [0, 4294967295], got -1"),
         ("run.seed=99999999999999999999", "run.seed = 99999999999999999999 is too large an integer"),

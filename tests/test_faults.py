@@ -216,7 +216,7 @@ def test_every_error_class_shares_one_base_and_the_cli_catches_subclasses(capsys
 
     import rmpsnn.cli as cli_mod
 
-    monkeypatch.setattr(cli_mod, "_report", boom)
+    monkeypatch.setitem(cli_mod.RUN, "report", boom)
     rc, err = cli(capsys, "report", "x")
     assert_one_line(rc, err, "a subclass says what went wrong")
 
