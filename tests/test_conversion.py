@@ -11,6 +11,7 @@ from rmpsnn.conversion import (
     ConversionError,
     ConvertedSNN,
     IFNode,
+    SpikingMaxPool,
     build_snn_graph,
     convert,
     evaluate_over_time,
@@ -233,11 +234,15 @@ def test_per_channel_thresholds_and_scale():
     assert torch.all(th[~alive] == th[alive].max())
 
 
-def test_maxpool_is_replaced_with_a_warning_or_refused():
+def test_maxpool_is_spiking_by_default_or_replaced_with_a_warning_or_refused():
     ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
     x = torch.randn(4, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snn = convert(ann, x, balance="act-max")
+    assert any(isinstance(m, SpikingMaxPool) for m in snn.modules())
     with pytest.warns(UserWarning, match="max pooling replaced by average pooling"):
-        convert(ann, x, balance="act-max")
+        convert(ann, x, balance="act-max", maxpool="avg")
     with pytest.raises(ConversionError, match=r"node '.*' \(call_module .*\): max pooling"):
         convert(ann, x, balance="act-max", maxpool="error")
 
@@ -374,8 +379,10 @@ def test_balancing_methods_are_pluggable():
             expected.append(2 * h.mean(0).mean() * 0.5)
     for m, th in zip(snn.if_nodes, expected, strict=True):
         torch.testing.assert_close(m.v_th, th.detach())
-    with pytest.raises(ValueError, match=r"unknown balance 'nope'; valid values: auto, .*act-mean-test"):
-        convert(ann, x, balance="nope")
+    with pytest.raises(
+        ValueError, match=r"unknown balance 'zzz-unknown'; valid values: auto, .*act-mean-test"
+    ):
+        convert(ann, x, balance="zzz-unknown")
 
     @register_balancer("too-few-test", needs_data=False)
     def too_few(snn, ctx):

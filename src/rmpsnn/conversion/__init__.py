@@ -8,20 +8,24 @@ from one simulation.
     result = evaluate_over_time(snn, (test_images, test_labels), timesteps=[1, 2, 4, ..., 1024])
 """
 
-from .balancing import BalanceContext, available_balancers, register_balancer
-from .calibrate import CALIBRATION_METHODS, calibrate
+from .balancing import BALANCERS, BalanceContext, available_balancers, register_balancer
+from .calibrate import CALIBRATION_METHODS, CALIBRATIONS, calibrate
 from .convert import BALANCE_METHODS, ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
 from .graph import ConversionError, build_snn_graph
 from .nodes import IFNode
+from .pooling import SpikingMaxPool
 from .simulate import encode_input, simulate, simulate_layer
 
 __all__ = [
+    "BALANCERS",
     "BALANCE_METHODS",
+    "CALIBRATIONS",
     "CALIBRATION_METHODS",
     "BalanceContext",
     "ConversionError",
     "ConvertedSNN",
     "IFNode",
+    "SpikingMaxPool",
     "available_balancers",
     "build_snn_graph",
     "calibrate",

@@ -30,6 +30,7 @@ from torch import fx
 
 from ..errors import InputError
 from .nodes import IFNode, add_per_channel
+from .pooling import SpikingMaxPool
 
 __all__ = ["IFLayerStep", "encode_input", "simulate", "simulate_layer"]
 
@@ -104,11 +105,15 @@ class _GraphWalk:
         pieces: list[torch.Tensor],
         if_layer: IFLayerStep,
         *,
+        steps: int,
         compact: bool,
         progress: Callable[[str], None] | None = None,
     ) -> list[torch.Tensor]:
         """Run the graph on ``pieces`` (encoded inputs), each node on every piece before the next
-        node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Returns the output per piece."""
+        node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Every piece holds ``steps``
+        steps; stateful pooling carries its state from call to call (time-major: the pieces are
+        successive chunks) unless ``compact`` (layer-major: each piece is a simulation from rest).
+        Returns the output per piece."""
         gm, interp = self.gm, self.interp
         env: dict[str, list] = {}
         k = 0
@@ -128,6 +133,16 @@ class _GraphWalk:
                     if progress is not None:
                         progress(f"layer {k + 1}/{len(self.snn.if_names)} ({module.layer_name}) done")
                     k += 1
+                elif isinstance(module, SpikingMaxPool):
+                    outs = []
+                    for v in env[n.args[0].name]:
+                        if compact:
+                            module.reset_state()
+                        module.chunk = steps
+                        outs.append(module(_value(v)))
+                    if compact:
+                        module.reset_state()
+                    env[n.name] = outs
                 else:
                     outs = []
                     for b in range(len(pieces)):
@@ -184,6 +199,7 @@ def simulate(
         outs = walk.run(
             [encode(p, timesteps, _input_generator(snn)) for p in pieces],
             layer_step,
+            steps=timesteps,
             compact=True,
             progress=progress,
         )
@@ -203,7 +219,7 @@ def simulate(
                 node.chunk = c  # the potential carries over from the previous chunk
                 return [node(v) for v in xs]
 
-            (y,) = walk.run([encode(x, c, gen)], carry_on, compact=False)
+            (y,) = walk.run([encode(x, c, gen)], carry_on, steps=c, compact=False)
             steps.append(y.unflatten(0, (c, B)))
             done += c
         per_batch.append(torch.cat(steps))
