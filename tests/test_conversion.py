@@ -390,3 +390,74 @@ def test_balancing_methods_are_pluggable():
 
     with pytest.raises(ConversionError, match="returned 1 thresholds for 2 IF layers"):
         convert(ann, balance="too-few-test", calibrate="none")
+
+
+class _DimOp(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+        self.op = op
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        if self.op == "mean":  # mixes the samples (and, folded, the time steps)
+            return self.fc(h.mean(-4).mean((-2, -1)))
+        if self.op == "transpose":
+            h = h.transpose(-4, -3).transpose(-4, -3)
+        elif self.op == "cat":
+            h = torch.cat([h, h], dim=-4)
+        elif self.op == "cat_ok":
+            h = torch.cat([h, h], dim=-3)[:, :4]
+        return self.fc(h.mean((-2, -1)))
+
+
+@pytest.mark.parametrize("op", ["mean", "transpose", "cat"])
+def test_negative_dims_are_resolved_before_the_batch_dim_guard(op):
+    x = torch.randn(8, 3, 6, 6)
+    with pytest.raises(ConversionError, match="dim 0"):
+        convert(_DimOp(op).eval(), x, balance="act-max", calibrate="none")
+
+
+def test_negative_dims_that_are_not_dim_0_convert():
+    x = torch.randn(8, 3, 6, 6)
+    snn = convert(_DimOp("cat_ok").eval(), x, balance="act-max", calibrate="none")
+    assert snn(x, 4).shape == (4, 8, 2)
+
+
+@pytest.mark.parametrize("v_init", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_v_init_is_refused(v_init):
+    with pytest.raises(InputError, match="v_init must be a finite"):
+        convert(mlp(), torch.rand(8, 20), v_init=v_init)
+
+
+def test_inputs_the_network_cannot_take_are_refused_saying_what_it_expects():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
+    x = torch.randn(8, 3, 8, 8)
+    with pytest.raises(InputError, match=r"calibration_data has shape \(8, 1, 8, 8\).*takes 3 channels"):
+        convert(ann, x[:, :1], balance="act-max")
+    with pytest.raises(InputError, match=r"calibration_data has dtype torch\.uint8.*floating-point"):
+        convert(ann, (x * 50).clamp(0, 255).to(torch.uint8), balance="act-max")
+    snn = convert(ann, x, balance="act-max")
+    for bad, message in (
+        (x.to(torch.uint8), r"dtype torch.uint8.*\[B, C, H, W\]"),
+        (x.double(), r"torch.float64 but the network's weights are torch.float32"),
+        (x[0], r"shape \(3, 8, 8\); the network takes a batch \[B, C, H, W\]"),
+        (x.unsqueeze(0), r"shape \(1, 8, 3, 8, 8\)"),
+    ):
+        with pytest.raises(InputError, match=message):
+            snn(bad, 4)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        snn(nan, 4)
+
+
+def test_first_within_is_the_first_T_from_which_the_snn_stays_in_the_band():
+    from rmpsnn.conversion import first_within
+
+    r = {"timesteps": [1, 2, 4, 8, 16], "accuracy": [0.5, 0.795, 0.70, 0.792, 0.80]}
+    assert first_within(r, 0.80, 0.01) == 8  # T = 2 touches the band but T = 4 leaves it
+    assert first_within({**r, "accuracy": [0.5, 0.8, 0.8, 0.8, 0.7]}, 0.80) is None
+    assert first_within({**r, "accuracy": [0.8] * 5}, 0.80) == 1

@@ -386,9 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="YAML configuration (see configs/convert.yaml)")
     c.add_argument("overrides", nargs="*", metavar="section.key=value", help="configuration overrides")
     c.add_argument(
-        "--ann", help="checkpoint written by `rmpsnn train-ann` (ann.checkpoint; runs/ann.safetensors)"
+        "--ann",
+        help="checkpoint written by `rmpsnn train-ann`, or a user model's weights (.safetensors, .pt/.pth "
+        "state dict) (ann.checkpoint; runs/ann.safetensors)",
     )
-    c.add_argument("--model", help="model name (ann.model; default: the one stored in the checkpoint)")
+    c.add_argument(
+        "--model",
+        help="zoo model name (default: the one stored in the checkpoint) or a user's model, "
+        "path/to/file.py:ClassOrFactory or package.module:Name (ann.model; also ann.kwargs, ann.mean, "
+        "ann.std)",
+    )
     c.add_argument(
         "--data",
         help="data spec: shared (../shared/data CIFAR-10; the default), digits, a CIFAR root or an image "

@@ -6,6 +6,7 @@ configuration."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +21,12 @@ from ..checkpoint import load_model, resolve_checkpoint
 from ..config import read_config, set_values
 from ..conversion import available_balancers, convert, evaluate_over_time, first_within
 from ..data import DataConfig, ImageArrays, image_arrays
+from ..data.resolve import channel_stats
 from ..devices import resolve_device
 from ..errors import ConfigError, InputError
 from ..evaluation import evaluate_arrays, normalised
 from ..models import list_models
+from .user_model import is_user_model_spec, load_user_model
 
 __all__ = ["ConvertConfig", "conversion_experiment", "load_convert_config", "run_conversion"]
 
@@ -125,8 +128,18 @@ def conversion_experiment(
 # ----------------------------------------------------------------------------- `rmpsnn convert`
 @dataclass
 class AnnSection:
-    checkpoint: str = "runs/ann.safetensors"  # written by `rmpsnn train-ann` (a file or its run directory)
-    model: str | None = None  # default: the name stored in the checkpoint
+    # written by `rmpsnn train-ann` (a file or its run directory), or a user model's weights
+    # (.safetensors, or a .pt/.pth state dict loaded with weights_only=True)
+    checkpoint: str = "runs/ann.safetensors"
+    # a zoo name (default: the one stored in the checkpoint), or a user's model:
+    # path/to/file.py:ClassOrFactory or package.module:Name
+    model: str | None = None
+    kwargs: dict = field(default_factory=dict)  # arguments of a user model's class or factory
+    # a user model's input normalisation, comma-separated per channel ("0.49,0.48,0.45");
+    # default: the training images' channel mean and std
+    mean: str | None = None
+    std: str | None = None
+    input_shape: str | None = None  # a user model's input per sample ("3,32,32"); checked against the data
 
 
 @dataclass
@@ -191,6 +204,8 @@ class ConvertConfig:
                 f"conversion.percentile and conversion.scale must be > 0, got {c.percentile}, {c.scale}"
             )
         self.v_init()
+        for key in ("mean", "std", "input_shape"):
+            self.numbers(key)
 
     def v_init(self) -> str | float | None:
         """``conversion.v_init`` as :func:`convert` takes it."""
@@ -200,11 +215,32 @@ class ConvertConfig:
         if text == "none":
             return None
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
             raise ConfigError(
-                f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a fraction of θ"
-            ) from None
+                f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a finite fraction "
+                f"of θ (e.g. 0.5)"
+            )
+        return value
+
+    def numbers(self, key: str) -> list[float] | None:
+        """``ann.mean`` / ``ann.std`` / ``ann.input_shape`` as numbers (None when not set)."""
+        text = getattr(self.ann, key)
+        if text is None:
+            return None
+        try:
+            values = [float(v) for v in str(text).replace("[", "").replace("]", "").split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"ann.{key} = {text!r}: give comma-separated numbers, e.g. 0.5,0.5,0.5")
+        if key == "std" and min(values) <= 0:
+            raise ConfigError(f"ann.std = {text!r}: every std must be > 0")
+        if key == "input_shape" and not all(v >= 1 and v == int(v) for v in values):
+            raise ConfigError(f"ann.input_shape = {text!r}: give positive integers, e.g. 3,32,32")
+        return values
 
 
 def load_convert_config(source=None, overrides=None) -> ConvertConfig:
@@ -219,26 +255,19 @@ def load_convert_config(source=None, overrides=None) -> ConvertConfig:
 def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], None] = print) -> dict:
     """What ``rmpsnn convert`` does: load the ANN of ``cfg.ann``, then :func:`conversion_experiment`
     on ``cfg.data`` (training images for balancing and calibration, test images to evaluate)."""
-    path = resolve_checkpoint(cfg.ann.checkpoint)
     device = resolve_device(cfg.run.device, option="run.device")
-    model, info = load_model(path, model_name=cfg.ann.model, device=device)
-    if info["model"] not in list_models("ann"):
-        raise InputError(
-            f"{path} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
-            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
-            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {path}`"
-        )
-    mean, std = info.get("mean"), info.get("std")
-    if mean is None:
-        raise InputError(f"{path} stores no input statistics (mean/std); train it with `rmpsnn train-ann`")
     train = image_arrays(cfg.data, "train", cfg.run.seed)
     test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
+    if is_user_model_spec(cfg.ann.model):
+        model, info = _user_model(cfg, train, device)
+    else:
+        model, info = _zoo_model(cfg, device)
     c = cfg.conversion
     return conversion_experiment(
         model,
         model_name=info["model"],
-        mean=mean,
-        std=std,
+        mean=info["mean"],
+        std=info["std"],
         train=train,
         test=test,
         out=cfg.run.out,
@@ -261,3 +290,38 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
         balance_timesteps=c.balance_timesteps,
         log=log,
     )
+
+
+def _user_model(cfg: ConvertConfig, train: ImageArrays, device) -> tuple[nn.Module, dict]:
+    """A user's model (``ann.model = file.py:Name``) with its weights, and its normalisation."""
+    model = load_user_model(cfg.ann.model, cfg.ann.checkpoint, kwargs=cfg.ann.kwargs, device=device)
+    shape = list(train.images.shape[1:])
+    wanted = cfg.numbers("input_shape")
+    if wanted is not None and [int(v) for v in wanted] != shape:
+        raise ConfigError(
+            f"ann.input_shape = {cfg.ann.input_shape} but the images of data.dataset = "
+            f"{cfg.data.dataset!r} are {','.join(map(str, shape))} (channels, height, width)"
+        )
+    mean, std = cfg.numbers("mean"), cfg.numbers("std")
+    if mean is None or std is None:
+        stats = channel_stats(train)
+        mean, std = mean or stats[0], std or stats[1]
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != shape[0]:
+            raise ConfigError(f"ann.{key} has {len(values)} values for images with {shape[0]} channels")
+    return model, {"model": cfg.ann.model, "mean": mean, "std": std}
+
+
+def _zoo_model(cfg: ConvertConfig, device) -> tuple[nn.Module, dict]:
+    """A zoo ANN from a `rmpsnn train-ann` checkpoint, with its stored normalisation."""
+    path = resolve_checkpoint(cfg.ann.checkpoint)
+    model, info = load_model(path, model_name=cfg.ann.model, device=device)
+    if info["model"] not in list_models("ann"):
+        raise InputError(
+            f"{path} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
+            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
+            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {path}`"
+        )
+    if info.get("mean") is None:
+        raise InputError(f"{path} stores no input statistics (mean/std); train it with `rmpsnn train-ann`")
+    return model, info

@@ -241,7 +241,7 @@ def convert(
             raise InputError("calibration_data is empty; give a few hundred training inputs")
     # the example resolves negative dims and catches wrong shapes before any work
     graph, if_names = build_snn_graph(
-        ann, reset=reset, maxpool=maxpool, example=batches[0][:2] if batches else None
+        ann, reset=reset, maxpool=maxpool, example=batches[0] if batches else None
     )
     if batches:
         dtype = next((p.dtype for p in graph.parameters()), None)

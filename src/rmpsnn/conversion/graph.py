@@ -362,7 +362,7 @@ def tensor_ranks(gm: fx.GraphModule, example: torch.Tensor | None) -> dict[str, 
 
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(example)
+            ShapeProp(gm).propagate(example[:2])  # two samples tell every rank
     except Exception as e:  # the ANN's own error (shapes, dtypes) on this input
         raise InputError(
             f"the ANN cannot run on the calibration data of shape {tuple(example.shape)} and dtype "
