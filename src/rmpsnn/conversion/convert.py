@@ -171,8 +171,11 @@ def convert(
             without calibration.
         reset: ``"soft"`` (RMP neuron: subtract θ, keep the residual) or ``"hard"`` (to 0).
         balance: see the module docstring; ``percentile`` for ``"percentile"``.
-        calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, or
-            ``"auto"``: ``"bias"`` when calibration data is given, except for QCFS networks.
+        calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, another
+            registered method (:data:`~rmpsnn.conversion.CALIBRATIONS`), or ``"auto"``: ``"bias"``
+            for ``balance="mse"`` (the default) when calibration data is given, ``"none"`` for every
+            other balancing method (their thresholds aim at long T, where a correction tuned for
+            ``calibration_timesteps`` costs accuracy) and for QCFS networks.
         scale: multiply every threshold by this factor.
         per_channel: one threshold per channel instead of per layer; ``None``: per channel for
             ``"mse"`` (measured better at few steps), per layer for the others, as published.
@@ -222,8 +225,13 @@ def convert(
         raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
     if per_channel is None:
         per_channel = balance == "mse"
-    if calibrate == "auto":  # QCFS networks convert as published: calibration did not help them
-        calibrate = "bias" if calibration_data is not None and not is_qcfs else "none"
+    if calibrate == "auto":
+        # bias calibration (with θ/2 and signed neurons) only where the thresholds are tuned for the
+        # same short horizon (mse): there it is the few-step design.  Spike-max, act-max and
+        # percentile thresholds aim at long T, where a correction tuned for calibration_timesteps
+        # over-corrects (issue 25: spike-max 54.8 % calibrated vs 59.5 % plain at T = 256), and
+        # QCFS networks are exact without it.
+        calibrate = "bias" if calibration_data is not None and balance == "mse" else "none"
     if v_init == "auto":
         v_init = "half" if (is_qcfs or calibrate != "none") else None
     if signed == "auto":
