@@ -461,3 +461,29 @@ def test_first_within_is_the_first_T_from_which_the_snn_stays_in_the_band():
     assert first_within(r, 0.80, 0.01) == 8  # T = 2 touches the band but T = 4 leaves it
     assert first_within({**r, "accuracy": [0.5, 0.8, 0.8, 0.8, 0.7]}, 0.80) is None
     assert first_within({**r, "accuracy": [0.8] * 5}, 0.80) == 1
+
+
+def test_outputs_are_in_the_ann_units_for_a_regression_head():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)).eval()
+    x = torch.randn(64, 6)
+    snn = convert(ann, x)
+    with torch.no_grad():
+        target = ann(x)  # two regression values per input
+    y = snn.outputs(x, 256)
+    assert y.shape == (256, 64, 2)
+    torch.testing.assert_close(y[-1] * 256, snn(x, 256)[-1])
+    err = [float((y[t - 1] - target).abs().mean()) for t in (4, 32, 256)]
+    assert err[2] < err[0] and err[2] < 0.05 * float(target.abs().mean()), err
+
+
+@pytest.mark.parametrize("balance", ["spike-max", "act-max", "percentile", "mse"])
+def test_auto_calibration_only_for_mse_thresholds(balance):
+    ann = mlp().eval()
+    x = torch.rand(32, 20)
+    auto = convert(ann, x, balance=balance)
+    assert (auto.calibration is not None) == (balance == "mse")
+    if balance != "mse":  # exactly the uncalibrated conversion: never worse at any T
+        none = convert(ann, x, balance=balance, calibrate="none")
+        assert (auto.if_nodes[0].v_init, auto.signed) == (none.if_nodes[0].v_init, none.signed)
+        torch.testing.assert_close(auto(x, 32), none(x, 32))

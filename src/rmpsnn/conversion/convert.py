@@ -129,6 +129,14 @@ class ConvertedSNN(nn.Module):
         check_input(x, self.expected_input, self.input_dtype, "the input")
         return simulate(self, x, timesteps, chunk=self.chunk).cumsum(0)
 
+    def outputs(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        """The read-out in the ANN's units after every step, ``[T, B, ...]``: ``y[t] = (1/t) Σ_{s<=t}
+        out[s]``, the mean of the last layer's output over the first ``t`` steps, which converges to
+        the ANN's output (logits, or the values of a regression head) as ``t`` grows."""
+        total = self(x, timesteps)
+        steps = torch.arange(1, timesteps + 1, device=total.device, dtype=total.dtype)
+        return total / steps.reshape(-1, *([1] * (total.ndim - 1)))
+
 
 # ----------------------------------------------------------------------------- balancing
 def _batches(data) -> Iterable[torch.Tensor]:
