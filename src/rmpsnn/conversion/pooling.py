@@ -55,9 +55,11 @@ class SpikingMaxPool(nn.Module):
             acc = acc + self.accumulated.unsqueeze(0)
         self.accumulated = acc[-1]
         pooled = self.ann_pool(acc.flatten(0, 1)).unflatten(0, (self.chunk, -1))  # M[t]
-        before = self.pooled if self.pooled is not None else torch.zeros_like(pooled[0])
+        increments = pooled.clone()
+        increments[1:] -= pooled[:-1]
+        if self.pooled is not None:
+            increments[0] -= self.pooled
         self.pooled = pooled[-1]
-        increments = torch.diff(pooled, dim=0, prepend=before.unsqueeze(0))
         return increments.flatten(0, 1)
 
     def extra_repr(self) -> str:
