@@ -15,8 +15,9 @@ On CIFAR-10 from ../shared/data (the JPEG copy):
   3. evaluate every SNN at T = 1, 2, 4, ..., --tmax (--tmax-calibrated for the calibrated and QCFS
      variants, which get there early) from one simulation each, on --test-images class-balanced
      test images (the ANNs on the same images and on the full test set);
-  4. report, per variant, the first T within 1 % (absolute) of its ANN and the accuracy gap at
-     every T, and the ratio of the first T within 1 % for hard vs soft reset under spike-max
+  4. report, per variant, the first T from which it stays within 1 % (absolute) of its ANN at
+     every longer simulated T (``first_within``) and the accuracy gap at every T, and the ratio
+     of that T for hard vs soft reset under spike-max
      (RMP-SNN reports 2-8x).
 
 --ann-dir DIR keeps the trained ANNs (relu.safetensors, qcfs.safetensors) and reuses them when

@@ -146,7 +146,9 @@ def test_mse_thresholds_lie_below_the_max_and_shrink_with_fewer_steps(trained_ml
 def test_progress_lines_and_defaults(trained_mlp):
     calib, _ = _blobs(32, 7)
     lines = []
-    snn = convert(trained_mlp, calib, balance="spike-max", balance_timesteps=8, progress=lines.append)
+    snn = convert(
+        trained_mlp, calib, balance="spike-max", calibrate="bias", balance_timesteps=8, progress=lines.append
+    )
     assert len(lines) == 2 * len(snn.if_nodes)  # one per layer for balancing and for calibration
     assert lines[0].startswith("spike-max balancing: layer 1/3")
     assert lines[-1].startswith("bias calibration: layer 3/3")
@@ -155,6 +157,8 @@ def test_progress_lines_and_defaults(trained_mlp):
     assert all(m.v_th.ndim == 1 for m in convert(trained_mlp, calib).if_nodes)  # mse: per channel
     rmp = convert(trained_mlp, calib, balance="spike-max", calibrate="none")
     assert all(m.v_init is None for m in rmp.if_nodes)  # RMP-SNN: membranes start at 0
+    auto = convert(trained_mlp, calib, balance="spike-max")  # auto: no calibration for spike-max
+    assert auto.calibration is None and all(m.v_init is None for m in auto.if_nodes) and not auto.signed
 
 
 def test_calibration_errors(trained_mlp):

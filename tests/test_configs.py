@@ -75,7 +75,7 @@ def test_convert_from_a_config_file_with_a_user_balancer(tmp_path, monkeypatch, 
         # the option overrides the file, and a key=value override the defaults
         assert main(["convert", "--config", str(cfg), "--timesteps", "8", "eval.batch_size=3"]) == 0
     finally:
-        del balancing_module._BALANCERS["twice-act-max"]
+        balancing_module.BALANCERS.unregister("twice-act-max")
     res = json.loads((tmp_path / "c.json").read_text())
     assert res["timesteps"] == [1, 2, 4, 8] and list(res["variants"]) == ["soft reset"]
     assert res["variants"]["soft reset"]["balance"] == "twice-act-max" and res["test_images"] == 12

@@ -11,6 +11,7 @@ from rmpsnn.conversion import (
     ConversionError,
     ConvertedSNN,
     IFNode,
+    SpikingMaxPool,
     build_snn_graph,
     convert,
     evaluate_over_time,
@@ -233,11 +234,15 @@ def test_per_channel_thresholds_and_scale():
     assert torch.all(th[~alive] == th[alive].max())
 
 
-def test_maxpool_is_replaced_with_a_warning_or_refused():
+def test_maxpool_is_spiking_by_default_or_replaced_with_a_warning_or_refused():
     ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
     x = torch.randn(4, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snn = convert(ann, x, balance="act-max")
+    assert any(isinstance(m, SpikingMaxPool) for m in snn.modules())
     with pytest.warns(UserWarning, match="max pooling replaced by average pooling"):
-        convert(ann, x, balance="act-max")
+        convert(ann, x, balance="act-max", maxpool="avg")
     with pytest.raises(ConversionError, match=r"node '.*' \(call_module .*\): max pooling"):
         convert(ann, x, balance="act-max", maxpool="error")
 
@@ -348,11 +353,11 @@ def test_converted_layers_are_if_neurons_and_neuron_tools_work_on_them():
 
 
 def test_balancing_methods_are_pluggable():
-    from rmpsnn._choices import BALANCE_METHODS
-    from rmpsnn.conversion import available_balancers, register_balancer
+    from rmpsnn.conversion import available_balancers, available_calibrations, register_balancer
     from rmpsnn.conversion.observers import ActivationObserver, ann_view
 
-    assert set(BALANCE_METHODS) - {"auto"} <= set(available_balancers())
+    assert {"mse", "spike-max", "act-max", "percentile", "qcfs", "none"} <= set(available_balancers())
+    assert {"bias", "none"} <= set(available_calibrations())
     seen = {}
 
     @register_balancer("act-mean-test")
@@ -374,8 +379,10 @@ def test_balancing_methods_are_pluggable():
             expected.append(2 * h.mean(0).mean() * 0.5)
     for m, th in zip(snn.if_nodes, expected, strict=True):
         torch.testing.assert_close(m.v_th, th.detach())
-    with pytest.raises(ValueError, match=r"unknown balance 'nope'; valid values: auto, .*act-mean-test"):
-        convert(ann, x, balance="nope")
+    with pytest.raises(
+        ValueError, match=r"unknown balance 'zzz-unknown'; valid values: auto, .*act-mean-test"
+    ):
+        convert(ann, x, balance="zzz-unknown")
 
     @register_balancer("too-few-test", needs_data=False)
     def too_few(snn, ctx):
@@ -383,3 +390,100 @@ def test_balancing_methods_are_pluggable():
 
     with pytest.raises(ConversionError, match="returned 1 thresholds for 2 IF layers"):
         convert(ann, balance="too-few-test", calibrate="none")
+
+
+class _DimOp(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+        self.op = op
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        if self.op == "mean":  # mixes the samples (and, folded, the time steps)
+            return self.fc(h.mean(-4).mean((-2, -1)))
+        if self.op == "transpose":
+            h = h.transpose(-4, -3).transpose(-4, -3)
+        elif self.op == "cat":
+            h = torch.cat([h, h], dim=-4)
+        elif self.op == "cat_ok":
+            h = torch.cat([h, h], dim=-3)[:, :4]
+        return self.fc(h.mean((-2, -1)))
+
+
+@pytest.mark.parametrize("op", ["mean", "transpose", "cat"])
+def test_negative_dims_are_resolved_before_the_batch_dim_guard(op):
+    x = torch.randn(8, 3, 6, 6)
+    with pytest.raises(ConversionError, match="dim 0"):
+        convert(_DimOp(op).eval(), x, balance="act-max", calibrate="none")
+
+
+def test_negative_dims_that_are_not_dim_0_convert():
+    x = torch.randn(8, 3, 6, 6)
+    snn = convert(_DimOp("cat_ok").eval(), x, balance="act-max", calibrate="none")
+    assert snn(x, 4).shape == (4, 8, 2)
+
+
+@pytest.mark.parametrize("v_init", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_v_init_is_refused(v_init):
+    with pytest.raises(InputError, match="v_init must be a finite"):
+        convert(mlp(), torch.rand(8, 20), v_init=v_init)
+
+
+def test_inputs_the_network_cannot_take_are_refused_saying_what_it_expects():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
+    x = torch.randn(8, 3, 8, 8)
+    with pytest.raises(InputError, match=r"calibration_data has shape \(8, 1, 8, 8\).*takes 3 channels"):
+        convert(ann, x[:, :1], balance="act-max")
+    with pytest.raises(InputError, match=r"calibration_data has dtype torch\.uint8.*floating-point"):
+        convert(ann, (x * 50).clamp(0, 255).to(torch.uint8), balance="act-max")
+    snn = convert(ann, x, balance="act-max")
+    for bad, message in (
+        (x.to(torch.uint8), r"dtype torch.uint8.*\[B, C, H, W\]"),
+        (x.double(), r"torch.float64 but the network's weights are torch.float32"),
+        (x[0], r"shape \(3, 8, 8\); the network takes a batch \[B, C, H, W\]"),
+        (x.unsqueeze(0), r"shape \(1, 8, 3, 8, 8\)"),
+    ):
+        with pytest.raises(InputError, match=message):
+            snn(bad, 4)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        snn(nan, 4)
+
+
+def test_first_within_is_the_first_T_from_which_the_snn_stays_in_the_band():
+    from rmpsnn.conversion import first_within
+
+    r = {"timesteps": [1, 2, 4, 8, 16], "accuracy": [0.5, 0.795, 0.70, 0.792, 0.80]}
+    assert first_within(r, 0.80, 0.01) == 8  # T = 2 touches the band but T = 4 leaves it
+    assert first_within({**r, "accuracy": [0.5, 0.8, 0.8, 0.8, 0.7]}, 0.80) is None
+    assert first_within({**r, "accuracy": [0.8] * 5}, 0.80) == 1
+
+
+def test_outputs_are_in_the_ann_units_for_a_regression_head():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)).eval()
+    x = torch.randn(64, 6)
+    snn = convert(ann, x)
+    with torch.no_grad():
+        target = ann(x)  # two regression values per input
+    y = snn.outputs(x, 256)
+    assert y.shape == (256, 64, 2)
+    torch.testing.assert_close(y[-1] * 256, snn(x, 256)[-1])
+    err = [float((y[t - 1] - target).abs().mean()) for t in (4, 32, 256)]
+    assert err[2] < err[0] and err[2] < 0.05 * float(target.abs().mean()), err
+
+
+@pytest.mark.parametrize("balance", ["spike-max", "act-max", "percentile", "mse"])
+def test_auto_calibration_only_for_mse_thresholds(balance):
+    ann = mlp().eval()
+    x = torch.rand(32, 20)
+    auto = convert(ann, x, balance=balance)
+    assert (auto.calibration is not None) == (balance == "mse")
+    if balance != "mse":  # exactly the uncalibrated conversion: never worse at any T
+        none = convert(ann, x, balance=balance, calibrate="none")
+        assert (auto.if_nodes[0].v_init, auto.signed) == (none.if_nodes[0].v_init, none.signed)
+        torch.testing.assert_close(auto(x, 32), none(x, 32))

@@ -34,10 +34,9 @@ def _balancers() -> list[str]:
 
 
 def _calibrations() -> list[str]:
-    from .. import conversion
+    from ..conversion import available_calibrations
 
-    listing = getattr(conversion, "available_calibrations", None)
-    return ["auto", *(listing() if listing else conversion.CALIBRATION_METHODS)]
+    return ["auto", *available_calibrations()]
 
 
 # ----------------------------------------------------------------------------- `rmpsnn convert`
@@ -45,11 +44,26 @@ def _calibrations() -> list[str]:
 class AnnSection:
     checkpoint: str = option(
         "runs/ann.safetensors",
-        help="checkpoint of `rmpsnn train-ann` (a file or its run directory)",
+        help="checkpoint of `rmpsnn train-ann` (a file or its run directory), or a user model's weights "
+        "(.safetensors, or a .pt/.pth state dict loaded with weights_only=True)",
         flags=("--ann",),
     )
     model: str | None = option(
-        None, help="model name (null: the one stored in the checkpoint)", flags=("--model",)
+        None,
+        help="zoo model name (null: the one stored in the checkpoint) or a user's model, "
+        "path/to/file.py:ClassOrFactory or package.module:Name",
+        flags=("--model",),
+    )
+    kwargs: dict = option(default_factory=dict, help="arguments of a user model's class or factory")
+    mean: str | None = option(
+        None, help='a user model\'s input mean per channel, comma-separated ("0.49,0.48,0.45"; null: the '
+        "training images' mean)",
+    )  # fmt: skip
+    std: str | None = option(
+        None, help="a user model's input std per channel, comma-separated (null: the training images' std)"
+    )
+    input_shape: str | None = option(
+        None, help='a user model\'s input per sample ("3,32,32"), checked against the data'
     )
 
 
@@ -70,8 +84,8 @@ class ConversionSection:
     )
     calibrate: str = option(
         "auto",
-        help="post-conversion calibration; auto = bias (layer-wise bias correction) for ReLU ANNs, "
-        "none for QCFS",
+        help="post-conversion calibration; auto = bias (layer-wise bias correction) with mse thresholds, "
+        "none with any other balancing (it never costs accuracy there) and for QCFS",
         choices=_calibrations,
         choices_help="a calibration method",
         flags=("--calibrate",),
@@ -157,6 +171,8 @@ class ConvertConfig:
         check_fields(self)
         self.data.check()
         self.v_init()
+        for key in ("mean", "std", "input_shape"):
+            self.numbers(key)
 
     def v_init(self) -> str | float | None:
         """``conversion.v_init`` as :func:`convert` takes it."""
@@ -174,6 +190,23 @@ class ConvertConfig:
                 f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a fraction of θ"
             )
         return value
+
+    def numbers(self, key: str) -> list[float] | None:
+        """``ann.mean`` / ``ann.std`` / ``ann.input_shape`` as numbers (None when not set)."""
+        text = getattr(self.ann, key)
+        if text is None:
+            return None
+        try:
+            values = [float(v) for v in str(text).replace("[", "").replace("]", "").split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"ann.{key} = {text!r}: give comma-separated numbers, e.g. 0.5,0.5,0.5")
+        if key == "std" and min(values) <= 0:
+            raise ConfigError(f"ann.std = {text!r}: every std must be > 0")
+        if key == "input_shape" and not all(v >= 1 and v == int(v) for v in values):
+            raise ConfigError(f"ann.input_shape = {text!r}: give positive integers, e.g. 3,32,32")
+        return values
 
 
 def load_convert_config(source=None, overrides=None) -> ConvertConfig:

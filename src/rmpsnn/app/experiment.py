@@ -16,12 +16,14 @@ from ..analysis import plot_accuracy_vs_timesteps
 from ..checkpoint import load_model, resolve_checkpoint
 from ..conversion import convert, evaluate_over_time, first_within
 from ..data import ImageArrays, image_arrays
+from ..data.resolve import channel_stats
 from ..devices import resolve_device
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
 from ..io import write_json
 from ..models import list_models
 from .configs import ConvertConfig, load_convert_config
+from .user_model import is_user_model_spec, load_user_model
 
 __all__ = ["ConvertConfig", "conversion_experiment", "load_convert_config", "run_conversion"]
 
@@ -101,7 +103,11 @@ def conversion_experiment(
             + f"  ({t_convert:.0f} s to convert, {r['seconds']:.0f} s to simulate)"
         )
         within = r["first_T_within_1pct"]
-        log(f"    within 1 % of the ANN at T = {within}" if within else f"    not within 1 % by T = {max_t}")
+        log(
+            f"    within 1 % of the ANN from T = {within} on (every longer T simulated stays within)"
+            if within
+            else f"    not within 1 % of the ANN at T = {max_t}"
+        )
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
@@ -120,30 +126,23 @@ def conversion_experiment(
 def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], None] = print) -> dict:
     """What ``rmpsnn convert`` does: load the ANN of ``cfg.ann``, then :func:`conversion_experiment`
     on ``cfg.data`` (training images for balancing and calibration, test images to evaluate)."""
-    path = resolve_checkpoint(cfg.ann.checkpoint)
-    device = resolve_device(cfg.run.device, option="run.device")  # as the command resolved it
-    model, info = load_model(path, model_name=cfg.ann.model, device=device)
-    if info["model"] not in list_models("ann"):
-        raise InputError(
-            f"{path} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
-            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
-            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {path}`"
-        )
-    mean, std = info.get("mean"), info.get("std")
-    if mean is None:
-        raise InputError(f"{path} stores no input statistics (mean/std); train it with `rmpsnn train-ann`")
+    device = resolve_device(cfg.run.device, option="run.device")
     train = image_arrays(cfg.data, "train", cfg.run.seed)
     test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
-    check_model_matches_data(
-        model, info, num_classes=test.num_classes, input_shape=test.images.shape[1:], where=str(path),
-        data_name=f"data set {cfg.data.dataset!r}",
-    )  # fmt: skip
+    if is_user_model_spec(cfg.ann.model):
+        model, info = _user_model(cfg, train, device)
+    else:
+        model, info = _zoo_model(cfg, device)
+        check_model_matches_data(
+            model, info, num_classes=test.num_classes, input_shape=test.images.shape[1:],
+            where=str(cfg.ann.checkpoint), data_name=f"data set {cfg.data.dataset!r}",
+        )  # fmt: skip
     c = cfg.conversion
     return conversion_experiment(
         model,
         model_name=info["model"],
-        mean=mean,
-        std=std,
+        mean=info["mean"],
+        std=info["std"],
         train=train,
         test=test,
         out=cfg.run.out,
@@ -166,3 +165,38 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
         balance_timesteps=c.balance_timesteps,
         log=log,
     )
+
+
+def _user_model(cfg: ConvertConfig, train: ImageArrays, device) -> tuple[nn.Module, dict]:
+    """A user's model (``ann.model = file.py:Name``) with its weights, and its normalisation."""
+    model = load_user_model(cfg.ann.model, cfg.ann.checkpoint, kwargs=cfg.ann.kwargs, device=device)
+    shape = list(train.images.shape[1:])
+    wanted = cfg.numbers("input_shape")
+    if wanted is not None and [int(v) for v in wanted] != shape:
+        raise ConfigError(
+            f"ann.input_shape = {cfg.ann.input_shape} but the images of data.dataset = "
+            f"{cfg.data.dataset!r} are {','.join(map(str, shape))} (channels, height, width)"
+        )
+    mean, std = cfg.numbers("mean"), cfg.numbers("std")
+    if mean is None or std is None:
+        stats = channel_stats(train)
+        mean, std = mean or stats[0], std or stats[1]
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != shape[0]:
+            raise ConfigError(f"ann.{key} has {len(values)} values for images with {shape[0]} channels")
+    return model, {"model": cfg.ann.model, "mean": mean, "std": std}
+
+
+def _zoo_model(cfg: ConvertConfig, device) -> tuple[nn.Module, dict]:
+    """A zoo ANN from a `rmpsnn train-ann` checkpoint, with its stored normalisation."""
+    path = resolve_checkpoint(cfg.ann.checkpoint)
+    model, info = load_model(path, model_name=cfg.ann.model, device=device)
+    if info["model"] not in list_models("ann"):
+        raise InputError(
+            f"{path} holds the spiking model {info['model']!r} (from `rmpsnn train`); convert needs an "
+            f"ANN checkpoint from `rmpsnn train-ann` (models: {', '.join(list_models('ann'))}). "
+            f"Evaluate a spiking run with `rmpsnn evaluate --checkpoint {path}`"
+        )
+    if info.get("mean") is None:
+        raise InputError(f"{path} stores no input statistics (mean/std); train it with `rmpsnn train-ann`")
+    return model, info

@@ -8,21 +8,24 @@ from one simulation.
     result = evaluate_over_time(snn, (test_images, test_labels), timesteps=[1, 2, 4, ..., 1024])
 """
 
-from .balancing import BalanceContext, available_balancers, register_balancer
-from .calibrate import CALIBRATION_METHODS, calibrate
-from .convert import BALANCE_METHODS, ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
+from .balancing import BALANCERS, BalanceContext, available_balancers, register_balancer
+from .calibrate import CALIBRATIONS, available_calibrations, calibrate
+from .convert import ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
 from .graph import ConversionError, build_snn_graph
 from .nodes import IFNode
+from .pooling import SpikingMaxPool
 from .simulate import encode_input, simulate, simulate_layer
 
 __all__ = [
-    "BALANCE_METHODS",
-    "CALIBRATION_METHODS",
+    "BALANCERS",
+    "CALIBRATIONS",
     "BalanceContext",
     "ConversionError",
     "ConvertedSNN",
     "IFNode",
+    "SpikingMaxPool",
     "available_balancers",
+    "available_calibrations",
     "build_snn_graph",
     "calibrate",
     "convert",

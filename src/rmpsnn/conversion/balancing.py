@@ -37,6 +37,7 @@ import torch
 
 from ..errors import InputError
 from ..models.qcfs import QCFS
+from ..registry import Registry
 from .graph import ConversionError
 from .nodes import IFNode
 from .observers import ActivationObserver, ann_view, channel_max
@@ -45,7 +46,15 @@ from .simulate import simulate, simulate_layer
 if TYPE_CHECKING:
     from .convert import ConvertedSNN
 
-__all__ = ["BalanceContext", "Balancer", "available_balancers", "get_balancer", "register_balancer"]
+__all__ = [
+    "BALANCERS",
+    "BalanceContext",
+    "Balancer",
+    "available_balancers",
+    "capped",
+    "get_balancer",
+    "register_balancer",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,16 +89,22 @@ class Balancer:
     per_layer_progress: bool  # fn reports one line per layer through ctx.progress
 
 
-_BALANCERS: dict[str, Balancer] = {}
+# name -> fn(snn, ctx) -> thresholds; meta: needs_data, per_layer_progress
+BALANCERS: Registry[BalanceFn] = Registry("balancing method")
 
 
-def register_balancer(name: str, *, needs_data: bool = True, per_layer_progress: bool = False):
-    """Decorator: make ``fn(snn, ctx) -> thresholds`` available as ``convert(..., balance=name)``."""
-    if not name or name == "auto":
+def register_balancer(
+    name: str, *, needs_data: bool = True, per_layer_progress: bool = False, replace: bool = False
+):
+    """Decorator: make ``fn(snn, ctx) -> thresholds`` available as ``convert(..., balance=name)``
+    (in :data:`BALANCERS`; a name already taken by another function raises unless ``replace``)."""
+    if not isinstance(name, str) or not name or name == "auto":
         raise InputError(f"a balancing method cannot be called {name!r}")
 
     def deco(fn: BalanceFn) -> BalanceFn:
-        _BALANCERS[name] = Balancer(name, fn, needs_data, per_layer_progress)
+        BALANCERS.register(
+            name, fn, replace=replace, needs_data=needs_data, per_layer_progress=per_layer_progress
+        )
         return fn
 
     return deco
@@ -97,13 +112,19 @@ def register_balancer(name: str, *, needs_data: bool = True, per_layer_progress:
 
 def available_balancers() -> list[str]:
     """Registered balancing methods (the built-ins and any registered since)."""
-    return list(_BALANCERS)
+    return BALANCERS.names()
 
 
 def get_balancer(name: str) -> Balancer:
-    if name not in _BALANCERS:
-        raise InputError(f"unknown balance {name!r}; valid values: auto, {', '.join(_BALANCERS)}")
-    return _BALANCERS[name]
+    """The balancing method registered as ``name``; unknown names raise an :class:`InputError`."""
+    if name not in BALANCERS:
+        msg = BALANCERS.unknown_message(name)
+        hint = msg[msg.index("did you mean") :].split("?")[0] + "? " if "did you mean" in msg else ""
+        raise InputError(
+            f"unknown balance {name!r}; {hint}valid values: auto, {', '.join(BALANCERS.names())}"
+        )
+    e = BALANCERS.entry(name)
+    return Balancer(e.name, e.obj, e.meta["needs_data"], e.meta["per_layer_progress"])
 
 
 # ----------------------------------------------------------------------------- built-in methods
@@ -158,7 +179,9 @@ def _spike_max(snn: ConvertedSNN, ctx: BalanceContext) -> list[torch.Tensor]:
             cm = channel_max(x, node.per_channel)
             m = cm if m is None else torch.maximum(m, cm)
         found.append(m)
-        node.set_threshold(positive_threshold(m, node.layer_name) * ctx.scale)  # the next layers see it
+        node.set_threshold(
+            capped(positive_threshold(m, node.layer_name) * ctx.scale, node)
+        )  # the next layers see it
         return simulate_layer(node, inputs, ctx.balance_timesteps)  # a stream: spikes are kept compactly
 
     simulate(snn, ctx.batches, ctx.balance_timesteps, step, progress=ctx.progress)
@@ -219,6 +242,13 @@ def _mse_threshold(samples: list[torch.Tensor], per_channel: bool, T: int) -> to
         s = torch.cat(samples, dim=1).double().numpy()  # [C, N]
         return torch.tensor([_mse_one(row, T) for row in s], dtype=torch.float32)
     return torch.tensor(_mse_one(torch.cat(samples).double().numpy(), T))
+
+
+def capped(th: torch.Tensor, node: IFNode) -> torch.Tensor:
+    """``th`` capped at the clip value ``c`` of a clipped ReLU (ReLU6, Hardtanh(0, c), clamp(0, c)):
+    its IF neurons then saturate where the ANN activation does (rate·θ <= θ <= c)."""
+    cap = node.cap
+    return th if cap is None else th.clamp(max=cap)
 
 
 def positive_threshold(th: torch.Tensor, name: str) -> torch.Tensor:

@@ -33,13 +33,23 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import fx, nn
 
-from .._choices import CALIBRATION_METHODS
 from ..errors import InputError
+from ..registry import Registry
 from .nodes import IFNode
 from .observers import ActivationObserver, ChannelMean, ann_view
 from .simulate import simulate, simulate_layer
 
-__all__ = ["CALIBRATION_METHODS", "ann_activation_means", "calibrate"]
+__all__ = ["CALIBRATIONS", "ann_activation_means", "available_calibrations", "calibrate"]
+
+# name -> fn(snn, batches, *, timesteps, iterations, progress) -> report dict (or None); the
+# the command line offers every registered name (and auto)
+CALIBRATIONS: Registry[Callable] = Registry("calibration method")
+
+
+def available_calibrations() -> list[str]:
+    """Registered calibration methods (the built-ins and any registered since)."""
+    return CALIBRATIONS.names()
+
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -84,6 +94,7 @@ def _add_bias(gm: fx.GraphModule, node: IFNode, name: str, delta: torch.Tensor) 
     node.bias = delta.clone() if node.bias is None else node.bias + delta
 
 
+@CALIBRATIONS.register("bias")
 @torch.no_grad()
 def calibrate(
     snn,
@@ -150,3 +161,9 @@ def _mean_over(outs: Iterable[torch.Tensor]) -> torch.Tensor:
     for o in outs:
         mean.add(o)
     return mean.value()
+
+
+@CALIBRATIONS.register("none")
+def no_calibration(snn, batches, **_) -> None:
+    """No post-conversion calibration (thresholds only)."""
+    return None

@@ -48,20 +48,17 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
-from .._choices import BALANCE_METHODS
 from ..errors import DataError, InputError
 from ..evaluation import check_labels, top1
 from ..models.qcfs import QCFS
-from .balancing import BalanceContext, get_balancer, positive_threshold
-from .calibrate import CALIBRATION_METHODS
-from .calibrate import calibrate as bias_calibrate
-from .graph import ConversionError, build_snn_graph
+from .balancing import BalanceContext, capped, get_balancer, positive_threshold
+from .calibrate import CALIBRATIONS
+from .graph import ConversionError, build_snn_graph, check_input, expected_input
 from .nodes import IFNode
+from .pooling import SpikingMaxPool
 from .simulate import simulate
 
 __all__ = [
-    "BALANCE_METHODS",
-    "CALIBRATION_METHODS",
     "ConvertedSNN",
     "convert",
     "evaluate_ann",
@@ -100,6 +97,9 @@ class ConvertedSNN(nn.Module):
         self.chunk = chunk
         self.calibration: dict | None = None  # set by convert(calibrate="bias"): per-layer errors
         self.signed = False  # signed IF neurons (set by convert)
+        # what forward() accepts: (rank, channels, why) from the first layer, and the weights' dtype
+        self.expected_input = expected_input(graph)
+        self.input_dtype = next((p.dtype for p in graph.parameters()), None)
 
     @property
     def if_nodes(self) -> list[IFNode]:
@@ -109,8 +109,9 @@ class ConvertedSNN(nn.Module):
         return {n: m.v_th.tolist() for n, m in zip(self.if_names, self.if_nodes, strict=True)}
 
     def reset_state(self) -> None:
-        for m in self.if_nodes:
-            m.reset_state()
+        for m in self.graph_module.modules():
+            if isinstance(m, (IFNode, SpikingMaxPool)):
+                m.reset_state()
 
     def reset_stats(self) -> None:
         for m in self.if_nodes:
@@ -122,7 +123,16 @@ class ConvertedSNN(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
         """The accumulated read-out after every step, ``[T, B, classes]`` (time-major
         :func:`~rmpsnn.conversion.simulate`, chunks of ``self.chunk`` steps if set)."""
+        check_input(x, self.expected_input, self.input_dtype, "the input")
         return simulate(self, x, timesteps, chunk=self.chunk).cumsum(0)
+
+    def outputs(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        """The read-out in the ANN's units after every step, ``[T, B, ...]``: ``y[t] = (1/t) Σ_{s<=t}
+        out[s]``, the mean of the last layer's output over the first ``t`` steps, which converges to
+        the ANN's output (logits, or the values of a regression head) as ``t`` grows."""
+        total = self(x, timesteps)
+        steps = torch.arange(1, timesteps + 1, device=total.device, dtype=total.dtype)
+        return total / steps.reshape(-1, *([1] * (total.ndim - 1)))
 
 
 # ----------------------------------------------------------------------------- balancing
@@ -151,7 +161,7 @@ def convert(
     balance_timesteps: int = 64,
     calibration_timesteps: int = 16,
     calibration_iterations: int = 3,
-    maxpool: str = "avg",
+    maxpool: str = "spiking",
     seed: int = 0,
     chunk: int | None = None,
     progress: bool | Callable[[str], None] | None = None,
@@ -166,8 +176,11 @@ def convert(
             without calibration.
         reset: ``"soft"`` (RMP neuron: subtract θ, keep the residual) or ``"hard"`` (to 0).
         balance: see the module docstring; ``percentile`` for ``"percentile"``.
-        calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, or
-            ``"auto"``: ``"bias"`` when calibration data is given, except for QCFS networks.
+        calibrate: ``"bias"`` (layer-wise bias correction, Li et al. 2021), ``"none"``, another
+            registered method (:data:`~rmpsnn.conversion.CALIBRATIONS`), or ``"auto"``: ``"bias"``
+            for ``balance="mse"`` (the default) when calibration data is given, ``"none"`` for every
+            other balancing method (their thresholds aim at long T, where a correction tuned for
+            ``calibration_timesteps`` costs accuracy) and for QCFS networks.
         scale: multiply every threshold by this factor.
         per_channel: one threshold per channel instead of per layer; ``None``: per channel for
             ``"mse"`` (measured better at few steps), per layer for the others, as published.
@@ -183,15 +196,17 @@ def convert(
         calibration_timesteps: the horizon ``T`` that ``"mse"`` thresholds and the bias
             correction are tuned for (accuracy is best around it and holds for longer ``T``).
         calibration_iterations: bias-correction updates per layer.
-        maxpool: ``"avg"`` (replace max pooling by average pooling, with a warning) or ``"error"``.
+        maxpool: ``"spiking"`` (max pooling of the accumulated inputs, which converges to the ANN's
+            max pooling: :mod:`.pooling`), ``"avg"`` (replace it by average pooling, with a
+            warning) or ``"error"``.
         chunk: time steps folded into one batch (default: ~512 samples per convolution call).
         progress: ``None`` (a progress bar on a terminal, silent otherwise), ``True``/``False``,
             or a callable that receives one line per balanced or calibrated layer.
     """
     balancer = get_balancer(balance) if balance != "auto" else None  # unknown names: a clear error
-    if calibrate not in (*CALIBRATION_METHODS, "auto"):
+    if calibrate != "auto" and calibrate not in CALIBRATIONS:
         raise InputError(
-            f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATION_METHODS)}"
+            f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATIONS.names())}"
         )
     if reset not in ("soft", "hard"):
         raise InputError(f"unknown reset {reset!r}; valid values: soft, hard")
@@ -206,6 +221,7 @@ def convert(
     ):
         if not (isinstance(value, int) and value >= 1):
             raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    _check_v_init(v_init)
     is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
     if balance == "auto":
         balance = "qcfs" if is_qcfs else "mse"
@@ -214,8 +230,13 @@ def convert(
         raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
     if per_channel is None:
         per_channel = balance == "mse"
-    if calibrate == "auto":  # QCFS networks convert as published: calibration did not help them
-        calibrate = "bias" if calibration_data is not None and not is_qcfs else "none"
+    if calibrate == "auto":
+        # bias calibration (with θ/2 and signed neurons) only where the thresholds are tuned for the
+        # same short horizon (mse): there it is the few-step design.  Spike-max, act-max and
+        # percentile thresholds aim at long T, where a correction tuned for calibration_timesteps
+        # over-corrects (issue 25: spike-max 54.8 % calibrated vs 59.5 % plain at T = 256), and
+        # QCFS networks are exact without it.
+        calibrate = "bias" if calibration_data is not None and balance == "mse" else "none"
     if v_init == "auto":
         v_init = "half" if (is_qcfs or calibrate != "none") else None
     if signed == "auto":
@@ -224,16 +245,21 @@ def convert(
         raise InputError(f"signed must be True, False or 'auto', got {signed!r}")
     if signed and reset != "soft":
         raise InputError("signed neurons take spikes back by adding θ: they need reset='soft'")
-    graph, if_names = build_snn_graph(ann, reset=reset, maxpool=maxpool)
     device = next((p.device for p in ann.parameters()), torch.device("cpu"))
     batches = None
     input_max = 1.0
     if calibration_data is not None:
-        batches = [x.to(device) for x in _batches(calibration_data)]
-        if not batches or sum(x.shape[0] for x in batches) == 0:
+        batches = [x.to(device) if torch.is_tensor(x) else x for x in _batches(calibration_data)]
+        if not batches or sum(len(x) for x in batches) == 0:
             raise InputError("calibration_data is empty; give a few hundred training inputs")
-        if not all(torch.isfinite(x).all() for x in batches):
-            raise InputError("calibration_data contains NaN or inf values")
+    # the example resolves negative dims and catches wrong shapes before any work
+    graph, if_names = build_snn_graph(
+        ann, reset=reset, maxpool=maxpool, example=batches[0] if batches else None
+    )
+    if batches:
+        dtype = next((p.dtype for p in graph.parameters()), None)
+        for x in batches:
+            check_input(x, expected_input(graph), dtype, "calibration_data")
         input_max = max(float(x.abs().max()) for x in batches)
     elif balancer.needs_data or calibrate != "none":
         what = f"balance={balance!r}" if calibrate == "none" else f"calibrate={calibrate!r}"
@@ -266,10 +292,10 @@ def convert(
             f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"
         )
     for m, th in zip(nodes, thresholds, strict=True):
-        m.set_threshold(positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale)
-    if calibrate == "bias":
-        with _Progress(progress, len(nodes), "bias calibration") as report:
-            snn.calibration = bias_calibrate(
+        m.set_threshold(capped(positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale, m))
+    if calibrate != "none":
+        with _Progress(progress, len(nodes), f"{calibrate} calibration") as report:
+            snn.calibration = CALIBRATIONS.get(calibrate)(
                 snn,
                 batches,
                 timesteps=calibration_timesteps,
@@ -280,6 +306,15 @@ def convert(
         m.reset_stats()
     snn.balance, snn.reset, snn.scale, snn.signed = balance, reset, scale, signed
     return snn
+
+
+def _check_v_init(v_init) -> None:
+    if v_init in (None, "auto", "half"):
+        return
+    if isinstance(v_init, bool) or not isinstance(v_init, (int, float)):
+        raise InputError(f"v_init must be None, 'half', 'auto' or a fraction of θ, got {v_init!r}")
+    if not math.isfinite(v_init):
+        raise InputError(f"v_init must be a finite fraction of θ (e.g. 0.5), got {v_init}")
 
 
 class _Progress:
@@ -400,11 +435,16 @@ def evaluate_ann(ann: nn.Module, data, device: str | torch.device | None = None)
 
 
 def first_within(result: dict, ann_accuracy: float, tolerance: float = 0.01) -> int | None:
-    """The first T at which the SNN comes within ``tolerance`` (absolute) of the ANN."""
+    """The first simulated T from which every longer simulated T stays within ``tolerance``
+    (absolute) of the ANN's accuracy: "within 1 % from T = N on".  None if the last simulated T
+    is outside the band (a T that only touches the band and leaves it again does not count)."""
+    first = None
     for t, a in zip(result["timesteps"], result["accuracy"], strict=True):
         if a >= ann_accuracy - tolerance:
-            return t
-    return None
+            first = t if first is None else first
+        else:
+            first = None
+    return first
 
 
 __all__ += ["first_within"]

@@ -5,10 +5,14 @@ Steps, each on the fx graph of the ANN in eval mode:
 1. fold every BatchNorm into the Conv/Linear in front of it (``w' = w γ/σ``,
    ``b' = (b - μ) γ/σ + β``); a BN with no such layer in front is an error;
 2. drop Dropout and Identity;
-3. replace every ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()``) and every
-   :class:`~rmpsnn.models.QCFS` by an :class:`IFNode`;
-4. max pooling becomes average pooling with a warning (``maxpool="avg"``) or is refused
-   (``maxpool="error"``): a spike-count max-pool is not exact;
+3. replace every ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()``, ``clamp(min=0)``),
+   every clipped ReLU (``nn.ReLU6``, ``F.relu6``, ``nn.Hardtanh(0, c)``, ``F.hardtanh(x, 0, c)``,
+   ``torch.clamp(x, 0, c)``, ``x.clamp(0, c)``) and every :class:`~rmpsnn.models.QCFS` by an
+   :class:`IFNode` (a clipped ReLU's node has its threshold capped at ``c``: ``cap``);
+4. max pooling (``nn.MaxPool1d/2d/3d``, ``nn.AdaptiveMaxPool1d/2d/3d`` and their functional forms)
+   becomes :class:`~rmpsnn.conversion.pooling.SpikingMaxPool` (``maxpool="spiking"``, the default:
+   the max of the accumulated inputs, exact in the limit), average pooling with a warning
+   (``maxpool="avg"``) or is refused (``maxpool="error"``);
 5. check that every remaining node is linear in its input (convolutions, linear layers, average
    pooling, flatten/reshape, additions of branches, scaling by constants).  Anything else raises
    :class:`ConversionError` naming the node and what to change -- never a partial conversion.
@@ -26,9 +30,11 @@ from torch import fx, nn
 
 from ..errors import ConversionError, InputError
 from ..models.qcfs import QCFS
+from .checks import batch_dim_problem, check_input, expected_input, input_rank, node_arg, tensor_ranks
 from .nodes import IFNode
+from .pooling import SpikingMaxPool
 
-__all__ = ["ConversionError", "build_snn_graph"]
+__all__ = ["MAXPOOL_MODES", "ConversionError", "build_snn_graph", "check_input", "expected_input"]
 
 
 _LINEAR_MODULES = (
@@ -45,8 +51,11 @@ _LINEAR_MODULES = (
     nn.Flatten,
     nn.Unflatten,
     IFNode,
+    SpikingMaxPool,
 )
 _RELU_FUNCS = {F.relu, torch.relu, torch.relu_, F.relu_}
+_CLAMP_FUNCS = {torch.clamp, torch.clip, torch.clamp_min}
+_CLAMP_METHODS = {"clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"}
 _LINEAR_FUNCS = {
     operator.add,
     operator.iadd,
@@ -78,7 +87,30 @@ _LINEAR_METHODS = {
     "unsqueeze",
 }
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_MAXPOOL = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d}
+_MAXPOOL = {
+    nn.MaxPool1d: nn.AvgPool1d,
+    nn.MaxPool2d: nn.AvgPool2d,
+    nn.MaxPool3d: nn.AvgPool3d,
+    nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d,
+}
+# functional max pooling -> (module class, its positional argument names after the input)
+_MAXPOOL_FUNCS = {
+    **{
+        f: (cls, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"))
+        for fs, cls in (
+            ((F.max_pool1d, torch.max_pool1d), nn.MaxPool1d),
+            ((F.max_pool2d, torch.max_pool2d), nn.MaxPool2d),
+            ((F.max_pool3d, torch.max_pool3d), nn.MaxPool3d),
+        )
+        for f in fs
+    },
+    F.adaptive_max_pool1d: (nn.AdaptiveMaxPool1d, ("output_size", "return_indices")),
+    F.adaptive_max_pool2d: (nn.AdaptiveMaxPool2d, ("output_size", "return_indices")),
+    F.adaptive_max_pool3d: (nn.AdaptiveMaxPool3d, ("output_size", "return_indices")),
+}
+MAXPOOL_MODES = ("spiking", "avg", "error")
 
 
 def _where(node: fx.Node) -> str:
@@ -151,90 +183,181 @@ def _set_module(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
 def _avg_for_max(m: nn.Module, node: fx.Node) -> nn.Module:
     """The average pooling that replaces max pooling ``m``: same window, stride, padding and
     output size (``ceil_mode``); padded cells are not counted, as max pooling ignores them."""
+    if isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+        return _MAXPOOL[type(m)](m.output_size)
     dilation = m.dilation if isinstance(m.dilation, tuple) else (m.dilation,)
-    if any(d != 1 for d in dilation) or m.return_indices:
-        what = "dilation" if any(d != 1 for d in dilation) else "return_indices"
+    if any(d != 1 for d in dilation):
         raise ConversionError(
-            f"{_where(node)}: max pooling with {what} has no average-pooling counterpart; "
-            f"train the ANN with nn.AvgPool (dilation 1)"
+            f"{_where(node)}: max pooling with dilation has no average-pooling counterpart; "
+            f"use maxpool='spiking' or train the ANN with nn.AvgPool (dilation 1)"
         )
     return _MAXPOOL[type(m)](
         m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode, count_include_pad=False
     )
 
 
+def _pool_module(node: fx.Node, modules) -> nn.Module | None:
+    """The max pooling this node applies, as a module (functional forms rebuilt), else None."""
+    if node.op == "call_module" and type(modules.get(node.target)) in _MAXPOOL:
+        return copy.deepcopy(modules[node.target])
+    if node.op == "call_function" and node.target in _MAXPOOL_FUNCS:
+        cls, names = _MAXPOOL_FUNCS[node.target]
+        kwargs = dict(zip(names, node.args[1:], strict=False))
+        kwargs.update(node.kwargs)
+        if any(isinstance(v, fx.Node) for v in kwargs.values()):
+            raise ConversionError(f"{_where(node)}: max pooling with computed arguments cannot be converted")
+        if cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d) and kwargs.get("stride") in (None, []):
+            kwargs.pop("stride", None)  # F.max_pool's default stride is the kernel size, as the module's
+        return cls(**kwargs)
+    return None
+
+
+def _replace_maxpool(gm: fx.GraphModule, node: fx.Node, pool: nn.Module, maxpool: str, name: str) -> str:
+    """Replace max pooling ``node`` as ``maxpool`` says; returns the new node's name."""
+    if getattr(pool, "return_indices", False):
+        raise ConversionError(
+            f"{_where(node)}: max pooling with return_indices=True cannot be converted (the indices "
+            f"change from step to step); return only the pooled values"
+        )
+    if maxpool == "error":
+        raise ConversionError(
+            f"{_where(node)}: max pooling is refused (maxpool='error'); pass maxpool='spiking' (the "
+            f"default) or maxpool='avg', or train the ANN with average pooling"
+        )
+    if maxpool == "avg":
+        warnings.warn(
+            f"{_where(node)}: max pooling replaced by average pooling (accuracy may drop; the default "
+            f"maxpool='spiking' keeps max pooling)",
+            stacklevel=4,
+        )
+        new_module = _avg_for_max(pool, node)
+    else:
+        new_module = SpikingMaxPool(pool)
+    gm.add_submodule(name, new_module)
+    with gm.graph.inserting_after(node):
+        new = gm.graph.call_module(name, (node.args[0],))
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    return new.name
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _clamp_bounds(node: fx.Node) -> tuple | None:
+    """``(min, max)`` of a clamp/clip node with number bounds, else None."""
+    is_clamp = (node.op == "call_function" and node.target in _CLAMP_FUNCS) or (
+        node.op == "call_method" and node.target in _CLAMP_METHODS
+    )
+    if not is_clamp:
+        return None
+    if str(getattr(node.target, "__name__", node.target)).startswith("clamp_min"):
+        return (node_arg(node, 1, "min", None), None)
+    return (node_arg(node, 1, "min", None), node_arg(node, 2, "max", None))
+
+
 def _is_relu(node: fx.Node, modules) -> nn.Module | None:
-    """The activation module this node applies (ReLU or QCFS), else None."""
+    """The activation this node applies (ReLU, a ReLU clipped at c, or QCFS) as a module, else None.
+
+    Clipped ReLUs come back as ``nn.Hardtanh(0, c)``; a clamp with other bounds is refused."""
     if node.op == "call_module":
         m = modules.get(node.target)
-        if isinstance(m, (nn.ReLU, QCFS)):
+        if isinstance(m, QCFS):
             return m
+        if isinstance(m, nn.ReLU):
+            return nn.ReLU()
+        if isinstance(m, nn.Hardtanh):  # also ReLU6
+            if m.min_val != 0 or not m.max_val > 0:
+                raise ConversionError(
+                    f"{_where(node)}: Hardtanh({m.min_val}, {m.max_val}) cannot be converted; only a ReLU "
+                    f"clipped at a positive c (Hardtanh(0, c), ReLU6) becomes IF neurons"
+                )
+            return nn.Hardtanh(0.0, float(m.max_val))
     elif node.op == "call_function" and node.target in _RELU_FUNCS:
         return nn.ReLU()
     elif node.op == "call_method" and node.target in ("relu", "relu_"):
         return nn.ReLU()
+    elif node.op == "call_function" and node.target in (F.relu6, F.hardtanh, F.hardtanh_):
+        lo, hi = (
+            (0.0, 6.0)
+            if node.target is F.relu6
+            else (node_arg(node, 1, "min_val", -1.0), node_arg(node, 2, "max_val", 1.0))
+        )
+        if lo != 0 or not (_number(hi) and hi > 0):
+            raise ConversionError(
+                f"{_where(node)}: hardtanh({lo}, {hi}) cannot be converted; only a ReLU clipped at a "
+                f"positive c (hardtanh(x, 0, c), relu6) becomes IF neurons"
+            )
+        return nn.Hardtanh(0.0, float(hi))
+    bounds = _clamp_bounds(node)
+    if bounds is not None:
+        lo, hi = bounds
+        if lo == 0 and hi is None:
+            return nn.ReLU()
+        if lo == 0 and _number(hi) and hi > 0:
+            return nn.Hardtanh(0.0, float(hi))
+        raise ConversionError(
+            f"{_where(node)}: clamp(min={lo}, max={hi}) cannot be converted; only clamp(x, 0) (a ReLU) "
+            f"and clamp(x, 0, c) with a number c > 0 (a clipped ReLU) become IF neurons"
+        )
     return None
 
 
 def build_snn_graph(
-    ann: nn.Module, *, reset: str = "soft", maxpool: str = "avg"
+    ann: nn.Module, *, reset: str = "soft", maxpool: str = "spiking", example: torch.Tensor | None = None
 ) -> tuple[fx.GraphModule, list[str]]:
-    """Trace ``ann`` and return ``(graph module, IF node names in execution order)``."""
-    if maxpool not in ("avg", "error"):
-        raise InputError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
+    """Trace ``ann`` and return ``(graph module, IF node names in execution order)``.
+
+    ``example``: a batch of inputs; with it, negative dims are resolved (``x.mean(-4)`` of a 4-D
+    tensor acts on dim 0) and shape errors are reported before any conversion work."""
+    if maxpool not in MAXPOOL_MODES:
+        raise InputError(f"maxpool must be one of {', '.join(MAXPOOL_MODES)}, got {maxpool!r}")
     gm = trace(ann)
+    ranks = tensor_ranks(gm, example)
     _fold_bn(gm)
     modules = dict(gm.named_modules())
     if_names: list[str] = []
+    pools = 0
     for node in list(gm.graph.nodes):
         if node.op == "call_module":
             m = modules[node.target]
-            if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)):
+            if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)):
                 node.replace_all_uses_with(node.args[0])
                 gm.graph.erase_node(node)
                 continue
-            if type(m) in _MAXPOOL:
-                if maxpool == "error":
-                    raise ConversionError(
-                        f"{_where(node)}: max pooling has no exact spiking counterpart; "
-                        f"train the ANN with average pooling or pass maxpool='avg'"
-                    )
-                avg = _avg_for_max(m, node)
-                warnings.warn(
-                    f"{_where(node)}: max pooling replaced by average pooling (accuracy may drop; train "
-                    f"the ANN with AvgPool for an exact conversion)",
-                    stacklevel=3,
-                )
-                _set_module(gm, node.target, avg)
-                continue
-        elif node.op == "call_function" and node.target in (F.dropout, F.dropout2d):
+        elif node.op == "call_function" and node.target in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d):
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
             continue
-        elif node.op == "call_function" and node.target in (F.max_pool1d, F.max_pool2d):
-            raise ConversionError(
-                f"{_where(node)}: functional max pooling cannot be converted; use nn.AvgPool "
-                f"(or nn.MaxPool, which is replaced by average pooling with a warning)"
-            )
+        pool = _pool_module(node, modules)
+        if pool is not None:
+            new_name = _replace_maxpool(gm, node, pool, maxpool, f"maxpool_{pools}")
+            ranks[new_name] = ranks.get(node.name, -1)
+            pools += 1
+            continue
         act = _is_relu(node, modules)
         if act is not None:
             name = f"if_{len(if_names)}"
             gm.add_submodule(name, IFNode(name, reset=reset, ann_activation=copy.deepcopy(act)))
             with gm.graph.inserting_after(node):
                 new = gm.graph.call_module(name, (node.args[0],))
+            ranks[new.name] = ranks.get(node.name, -1)
             node.replace_all_uses_with(new)
             gm.graph.erase_node(node)
             if_names.append(name)
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
-    _validate(gm)
+    _validate(gm, ranks if example is not None else None)
     gm.recompile()
     if not if_names:
         raise ConversionError("the ANN has no ReLU/QCFS activation to turn into spiking neurons")
     return gm, if_names
 
 
-def _validate(gm: fx.GraphModule) -> None:
+def _validate(gm: fx.GraphModule, ranks: dict[str, int] | None) -> None:
+    """Refuse any node that is not linear or that acts on dim 0; ``ranks`` (value name -> rank,
+    None when unknown) resolves negative dims."""
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         if node.op in ("placeholder", "output", "get_attr"):
@@ -247,7 +370,6 @@ def _validate(gm: fx.GraphModule) -> None:
                 nn.Sigmoid: "use ReLU",
                 nn.Tanh: "use ReLU",
                 nn.GELU: "use ReLU",
-                nn.ReLU6: "use ReLU",
                 nn.LeakyReLU: "use ReLU",
                 nn.LayerNorm: "use BatchNorm after a conv/linear layer",
                 nn.Softmax: "remove it: the SNN reads out the accumulated logits",
@@ -255,7 +377,7 @@ def _validate(gm: fx.GraphModule) -> None:
             raise ConversionError(
                 f"{_where(node)}: {type(m).__name__} cannot be converted to spiking neurons; {hint}"
             )
-        mixed = _mixes_batch_dim(node)
+        mixed = batch_dim_problem(node, input_rank(node, ranks))
         if mixed:
             raise ConversionError(
                 f"{_where(node)}: {mixed}. The SNN folds time into the batch dimension (dim 0), so an "
@@ -290,61 +412,3 @@ def _is_scaling(node: fx.Node) -> bool:
     if node.target is operator.truediv:
         return isinstance(a[0], fx.Node) and num[1]
     return num[0] != num[1] and any(isinstance(v, fx.Node) for v in a)
-
-
-def _arg(node: fx.Node, pos: int, name: str, default):
-    if name in node.kwargs:
-        return node.kwargs[name]
-    return node.args[pos] if len(node.args) > pos else default
-
-
-def _dims(value) -> list:
-    return list(value) if isinstance(value, (tuple, list)) else [value]
-
-
-def _mixes_batch_dim(node: fx.Node) -> str | None:
-    """Why ``node`` acts on dim 0 (the batch, into which time is folded), or None."""
-    t, op = node.target, node.op
-    if op == "call_method":
-        if t in ("mean", "sum"):
-            dims = _arg(node, 1, "dim", None)
-            if dims is None or 0 in _dims(dims):
-                return f".{t}() reduces over dim 0" if dims is not None else f".{t}() reduces over all dims"
-        if t in ("squeeze", "unsqueeze") and 0 in _dims(_arg(node, 1, "dim", None)):
-            return f".{t}(0) changes dim 0"
-        if t == "transpose" and 0 in (_arg(node, 1, "dim0", None), _arg(node, 2, "dim1", None)):
-            return ".transpose() moves dim 0"
-        if t == "permute":
-            order = node.args[1:] if len(node.args) > 2 else _dims(_arg(node, 1, "dims", [0]))
-            if order and order[0] != 0:
-                return ".permute() moves dim 0"
-        if t == "flatten" and _arg(node, 1, "start_dim", 0) == 0:
-            return ".flatten() starts at dim 0 (give start_dim=1)"
-        if t == "unflatten" and _arg(node, 1, "dim", None) == 0:
-            return ".unflatten(0, ...) splits dim 0"
-        if t in ("view", "reshape"):
-            shape = node.args[1:] if len(node.args) > 2 else _dims(_arg(node, 1, "shape", []))
-            if len(shape) < 2 or (isinstance(shape[0], int) and shape[0] != -1):
-                return f".{t}{tuple(shape)} does not keep dim 0 (use x.{t}(x.size(0), ...))"
-    if op == "call_function":
-        if t is torch.flatten and _arg(node, 1, "start_dim", 0) == 0:
-            return "torch.flatten starts at dim 0 (give start_dim=1)"
-        if t is torch.cat and _arg(node, 1, "dim", 0) == 0:
-            return "torch.cat joins along dim 0"
-        if t is torch.reshape:
-            shape = _dims(_arg(node, 1, "shape", []))
-            if len(shape) < 2 or (isinstance(shape[0], int) and shape[0] != -1):
-                return f"torch.reshape to {tuple(shape)} does not keep dim 0"
-        if t is operator.getitem:
-            src, idx = node.args
-            on_shape = isinstance(src, fx.Node) and (
-                (src.op == "call_function" and src.target is getattr) or src.target == "size"
-            )
-            first = idx[0] if isinstance(idx, tuple) and idx else idx
-            if not on_shape and not (isinstance(first, slice) and first == slice(None)) and first is not ...:
-                return f"indexing [{first!r}] selects along dim 0"
-    if op == "call_module" and isinstance(node.graph.owning_module, nn.Module):
-        m = node.graph.owning_module.get_submodule(node.target)
-        if isinstance(m, nn.Flatten) and m.start_dim == 0:
-            return "nn.Flatten(start_dim=0) flattens dim 0"
-    return None

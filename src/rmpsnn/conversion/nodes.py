@@ -68,6 +68,13 @@ class IFNode(IF):
         self.count: torch.Tensor | None = None  # net spikes so far (signed neurons)
 
     @property
+    def cap(self) -> float | None:
+        """The clip value ``c`` of the activation this node replaces (ReLU6: 6, Hardtanh(0, c),
+        clamp(0, c)); the threshold is capped at it.  None for a ReLU."""
+        act = self.ann_activation
+        return float(act.max_val) if isinstance(act, nn.Hardtanh) else None
+
+    @property
     def v_init(self):
         return self._v_init_fraction if self._v_init_fraction is not None else self._params.v_init
 

@@ -4,7 +4,8 @@ modes inside the spiking layers.
 :func:`ann_view` temporarily puts back, in place of every IF layer of a
 :class:`~rmpsnn.conversion.ConvertedSNN`, the ANN activation that layer replaced, wrapped by an
 observer; ``snn.graph_module(x)`` then computes the ANN (same folded weights, same graph), and
-the observers see every layer's activation in one pass.  The IF layers themselves are the
+the observers see every layer's activation in one pass.  Spiking max pooling is likewise replaced
+by the ANN's max pooling.  The IF layers themselves are the
 ordinary IF neuron and stay untouched; the graph gets them back when the ``with`` block ends.
 """
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from .nodes import IFNode
+from .pooling import SpikingMaxPool
 
 __all__ = ["ActivationObserver", "ChannelMean", "ann_view", "channel_max", "channel_mean"]
 
@@ -117,11 +119,16 @@ def ann_view(snn, make_observer: Callable[[IFNode], nn.Module] | None = None) ->
     back on exit, even on error."""
     gm = snn.graph_module
     nodes = snn.if_nodes
+    pools = [(name, m) for name, m in gm.named_modules() if isinstance(m, SpikingMaxPool)]
     observers = [make_observer(n) if make_observer is not None else n.ann_activation for n in nodes]
     try:
         for name, obs in zip(snn.if_names, observers, strict=True):
             _swap(gm, name, obs)
+        for name, pool in pools:  # spiking max pooling computes the ANN's max pooling
+            _swap(gm, name, pool.ann_pool)
         yield observers
     finally:
         for name, node in zip(snn.if_names, nodes, strict=True):
             _swap(gm, name, node)
+        for name, pool in pools:
+            _swap(gm, name, pool)

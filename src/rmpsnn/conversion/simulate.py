@@ -30,6 +30,7 @@ from torch import fx
 
 from ..errors import InputError
 from .nodes import IFNode, add_per_channel
+from .pooling import SpikingMaxPool
 
 __all__ = ["IFLayerStep", "encode_input", "simulate", "simulate_layer"]
 
@@ -84,8 +85,21 @@ class _Spikes:
         return self.spikes.to(self.dtype) * self.theta  # the same product the node computed
 
 
+class _Static:
+    """A value that is the same at every step (direct input, and layers computed from it alone):
+    kept as one step ``[B, ...]`` and repeated over the chunk's ``steps`` only when a node that
+    depends on time reads it."""
+
+    def __init__(self, x: torch.Tensor, steps: int):
+        self.x, self.steps = x, steps
+
+    def tensor(self) -> torch.Tensor:
+        x = self.x
+        return x.unsqueeze(0).expand(self.steps, *x.shape).reshape(self.steps * x.shape[0], *x.shape[1:])
+
+
 def _value(v):
-    return v.tensor() if isinstance(v, _Spikes) else v
+    return v.tensor() if isinstance(v, (_Spikes, _Static)) else v
 
 
 class _GraphWalk:
@@ -104,18 +118,26 @@ class _GraphWalk:
         pieces: list[torch.Tensor],
         if_layer: IFLayerStep,
         *,
+        steps: int,
         compact: bool,
         progress: Callable[[str], None] | None = None,
+        static: dict[str, torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Run the graph on ``pieces`` (encoded inputs), each node on every piece before the next
-        node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Returns the output per piece."""
+        node; IF layer ``k`` runs as ``if_layer(k, node, inputs)``.  Every piece holds ``steps``
+        steps; stateful pooling carries its state from call to call (time-major: the pieces are
+        successive chunks) unless ``compact`` (layer-major: each piece is a simulation from rest).
+        ``static`` (time-major, direct input: ``pieces`` is the one static batch ``[B, ...]``):
+        the layers that depend only on the input run once on ``[B, ...]`` and are kept in this
+        dict from chunk to chunk, so the input layer's current is computed once for all T.
+        Returns the output per piece."""
         gm, interp = self.gm, self.interp
         env: dict[str, list] = {}
         k = 0
         result: list[torch.Tensor] = []
         for i, n in enumerate(self.nodes):
             if n.op == "placeholder":
-                env[n.name] = pieces
+                env[n.name] = [_Static(p, steps) for p in pieces] if static is not None else pieces
             elif n.op == "output":
                 result = [_value(v) for v in env[n.args[0].name]]
             else:
@@ -128,6 +150,21 @@ class _GraphWalk:
                     if progress is not None:
                         progress(f"layer {k + 1}/{len(self.snn.if_names)} ({module.layer_name}) done")
                     k += 1
+                elif isinstance(module, SpikingMaxPool):
+                    outs = []
+                    for v in env[n.args[0].name]:
+                        if compact:
+                            module.reset_state()
+                        module.chunk = steps
+                        outs.append(module(_value(v)))
+                    if compact:
+                        module.reset_state()
+                    env[n.name] = outs
+                elif static is not None and self._is_static(n, env, module):
+                    if n.name not in static:
+                        interp.env = {a: env[a.name][0].x for a in n.all_input_nodes}
+                        static[n.name] = interp.run_node(n)
+                    env[n.name] = [_Static(static[n.name], steps)]
                 else:
                     outs = []
                     for b in range(len(pieces)):
@@ -139,6 +176,15 @@ class _GraphWalk:
                     env.pop(a.name, None)
         interp.env = {}
         return result
+
+    @staticmethod
+    def _is_static(n: fx.Node, env: dict, module) -> bool:
+        """A per-sample layer (a module: conv, linear, pooling, flatten) reading only static values."""
+        return (
+            module is not None
+            and all(isinstance(env[a.name][0], _Static) for a in n.all_input_nodes)
+            and bool(n.all_input_nodes)
+        )
 
 
 def _input_generator(snn) -> torch.Generator | None:
@@ -184,6 +230,7 @@ def simulate(
         outs = walk.run(
             [encode(p, timesteps, _input_generator(snn)) for p in pieces],
             layer_step,
+            steps=timesteps,
             compact=True,
             progress=progress,
         )
@@ -195,6 +242,7 @@ def simulate(
         c_max = max(1, min(chunk or samples_per_call // max(B, 1), timesteps))
         gen = _input_generator(snn)
         snn.reset_state()
+        static = {} if snn.encoding == "direct" else None  # layers computed once for all steps
         steps, done = [], 0
         while done < timesteps:
             c = min(c_max, timesteps - done)
@@ -203,7 +251,8 @@ def simulate(
                 node.chunk = c  # the potential carries over from the previous chunk
                 return [node(v) for v in xs]
 
-            (y,) = walk.run([encode(x, c, gen)], carry_on, compact=False)
+            pieces = [x] if static is not None else [encode(x, c, gen)]
+            (y,) = walk.run(pieces, carry_on, steps=c, compact=False, static=static)
             steps.append(y.unflatten(0, (c, B)))
             done += c
         per_batch.append(torch.cat(steps))
