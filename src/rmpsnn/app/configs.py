@@ -187,7 +187,8 @@ class ConvertConfig:
             value = float("nan")
         if not math.isfinite(value):  # also what float() makes of a word
             raise ConfigError(
-                f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a fraction of θ"
+                f"conversion.v_init = {text!r} is not allowed; give auto, half, none, or a finite fraction "
+                f"of θ (e.g. 0.5)"
             )
         return value
 
