@@ -397,11 +397,15 @@ def evaluate_ann(ann: nn.Module, data, device: str | torch.device | None = None)
 
 
 def first_within(result: dict, ann_accuracy: float, tolerance: float = 0.01) -> int | None:
-    """The first T at which the SNN comes within ``tolerance`` (absolute) of the ANN."""
+    """The first simulated T from which the SNN stays within ``tolerance`` (absolute) of the ANN:
+    every longer simulated T is within the band too.  ``None`` when the last T is outside."""
+    first = None
     for t, a in zip(result["timesteps"], result["accuracy"], strict=True):
         if a >= ann_accuracy - tolerance:
-            return t
-    return None
+            first = t if first is None else first
+        else:
+            first = None
+    return first
 
 
 __all__ += ["first_within"]
