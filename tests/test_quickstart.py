@@ -44,10 +44,26 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
     md = (out / "report" / "report.md").read_text()
     assert "## ANN-to-SNN conversion" in md and "## Direct training" in md
     # the "within 1 %" row names a T or says "> T" for every variant: no empty cell, no None
-    row = next(line for line in md.splitlines() if line.startswith("| within 1 % of the ANN at T"))
+    row = next(line for line in md.splitlines() if line.startswith("| within 1 % of the ANN from T on"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     assert len(cells) == len(CONVERSION_VARIANTS) and all(cells) and "None" not in md
-    assert "within 1 % at" in text and "None" not in text
+    assert "within 1 % from T on" in text and "None" not in text and "within 1 % at" not in text
+    # every accuracy comes with its sample size and 95 % interval, and the claims are decided
+    claims = summary["conversion_claims"]
+    assert claims["test_images"] == summary["data"]["conversion_test_images"] == 12
+    for v in claims["variants"].values():
+        assert all(c["low"] <= c["value"] <= c["high"] and c["n"] == 12 for c in v["accuracy"])
+    assert {c["supported"] for c in claims["claims"].values()} <= {True, False}
+    assert "n = 12 test images" in text and "95 %" in text and "Claims (stated only when" in text
+    # with 12 test images nothing is supported: the output says so instead of claiming
+    assert not any(c["supported"] for c in claims["claims"].values())
+    assert "not supported" in text or "within noise" in text
+    assert summary["direct_claim"]["supported"] is False and "within noise" in text
+    # what it ran on
+    assert summary["machine"]["torch"] and summary["machine"]["usable_cores"] >= 1 and summary["seed"] == 0
+    assert summary["cpu_seconds"] > 0 and summary["phases_s"]
+    assert "## What was run, on what" in md and "training images" in md and "torch" in md
+    assert "### conversion" not in md  # sections are titled by what they hold, not by a file name
 
 
 def test_quickstart_without_data_says_what_to_do(monkeypatch, tmp_path, capsys):

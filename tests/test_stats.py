@@ -32,12 +32,10 @@ def test_wilson_matches_newcombes_table():
 
 
 def test_newcombe_unpaired_difference_matches_the_paper():
-    # Newcombe (1998), Stat Med 17:873, example (c): 56/70 - 48/80 -> 0.0575 to 0.3338 (method 10)
+    # Newcombe (1998), Stat Med 17:873, example (c): 56/70 - 48/80 -> 0.0524 to 0.3339 (method 10)
     d = unpaired_difference(56, 70, 48, 80)
     assert d.value == pytest.approx(0.2)
-    assert (round(d.low, 4), round(d.high, 4)) == (0.0524, 0.3339) or (
-        abs(d.low - 0.0524) < 2e-3 and abs(d.high - 0.3339) < 2e-3
-    )
+    assert (round(d.low, 4), round(d.high, 4)) == (0.0524, 0.3339)
     assert d.excludes_zero and not d.paired
 
 
@@ -66,11 +64,10 @@ def test_paired_difference_uses_only_discordant_images():
 @pytest.mark.parametrize(("p", "n"), [(0.5, 300), (0.1, 1000), (0.03, 200)])
 def test_wilson_coverage_is_near_95_percent(p, n):
     rng = random.Random(1)
-    trials = 2000
+    trials = 1000
     hits = 0
     for _ in range(trials):
-        k = sum(rng.random() < p for _ in range(n)) if n <= 300 else round(rng.gauss(p * n, math.sqrt(n * p * (1 - p))))
-        k = min(max(k, 0), n)
+        k = sum(rng.random() < p for _ in range(n))
         ci = wilson_interval(k, n)
         hits += ci.low <= p <= ci.high
     assert 0.93 <= hits / trials <= 0.975

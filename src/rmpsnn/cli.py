@@ -315,10 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CIFAR-10 training subset (the direct runs use half)",
     )
     q.add_argument(
-        "--test-images", type=_positive_int, default=300, help="class-balanced CIFAR-10 test subset"
+        "--test-images",
+        type=_positive_int,
+        default=1000,
+        help="class-balanced CIFAR-10 test subset (conversion and direct runs; 95 %% intervals need it)",
     )
     q.add_argument(
-        "--max-timesteps", type=_positive_int, default=64, help="largest T of the conversion curve"
+        "--max-timesteps", type=_positive_int, default=32, help="largest T of the conversion curve"
     )
     q.add_argument("--device", default="cpu", help=DEVICE_HELP)
     q.add_argument("--seed", type=int, default=0, help="random seed")
