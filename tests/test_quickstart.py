@@ -64,6 +64,42 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
     assert summary["cpu_seconds"] > 0 and summary["phases_s"]
     assert "## What was run, on what" in md and "training images" in md and "torch" in md
     assert "### conversion" not in md  # sections are titled by what they hold, not by a file name
+    _compare_runs(summary, out, capsys)
+
+
+def _compare_runs(summary, out, capsys):
+    """scripts/compare_quickstart.py: a run agrees with itself; a figure moved outside its
+    interval or a claim decided the other way is a disagreement."""
+    import copy
+    import runpy
+    import sys
+
+    from rmpsnn.app.claims import compare_summaries
+
+    assert compare_summaries(summary, summary)[0]
+    moved = copy.deepcopy(summary)
+    cell = moved["conversion_claims"]["variants"][next(iter(CONVERSION_VARIANTS))]["accuracy"][-1]
+    cell["value"] = cell["high"] + 0.2 if cell["high"] <= 0.8 else cell["low"] - 0.2
+    agree, lines = compare_summaries(summary, moved)
+    assert not agree and any("OUTSIDE" in line for line in lines)
+    flipped = copy.deepcopy(summary)
+    flipped["direct_claim"]["supported"] = not summary["direct_claim"]["supported"]
+    assert not compare_summaries(summary, flipped)[0]
+    script = str(
+        __import__("pathlib").Path(__file__).resolve().parents[1] / "scripts" / "compare_quickstart.py"
+    )
+    old = sys.argv
+    try:
+        sys.argv = [script, str(out), str(out / "summary.json")]
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(script, run_name="__main__")
+        assert done.value.code == 0 and "AGREE" in capsys.readouterr().out
+        sys.argv = [script, str(out), str(out / "conversion.json")]  # not a summary: exit 2, one line
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(script, run_name="__main__")
+        assert done.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    finally:
+        sys.argv = old
 
 
 def test_quickstart_without_data_says_what_to_do(monkeypatch, tmp_path, capsys):

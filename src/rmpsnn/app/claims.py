@@ -30,6 +30,7 @@ from ..conversion import convert, first_within
 __all__ = [
     "FEW_STEPS",
     "TOLERANCE",
+    "compare_summaries",
     "conversion_claims",
     "conversion_per_image",
     "direct_training_claim",
@@ -143,7 +144,9 @@ def conversion_claims(result: dict) -> dict:
         out["variants"][label] = {
             "accuracy": [wilson_interval(sum(row), n).to_dict() for row in rows],
             "minus_ann": [d.to_dict() for d in diffs[label]],
-            "within_from": first_within(v, result["ann_accuracy"], TOLERANCE),
+            "within_from": first_within(
+                {"timesteps": steps, "accuracy": v["accuracy"]}, result["ann_accuracy"], TOLERANCE
+            ),
             "supported_within_from": supported_within_from(diffs[label], steps),
         }
     out["claims"] = {}
@@ -267,3 +270,67 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "load_average": load,
     }
+
+
+def _inside(value: float, interval: dict) -> bool:
+    return interval["low"] - 1e-12 <= value <= interval["high"] + 1e-12
+
+
+def compare_summaries(a: dict, b: dict) -> tuple[bool, list[str]]:
+    """Do two quickstart runs (their ``summary.json``) agree?  Agreement: every headline claim is
+    decided the same way, and every accuracy of one run lies inside the other run's 95 % interval
+    (both ways).  Returns ``(agree, lines of a report)``."""
+    lines, ok = [], True
+    ca, cb = a["conversion_claims"], b["conversion_claims"]
+    for key in sorted(set(ca["claims"]) | set(cb["claims"])):
+        sa, sb = (c["claims"].get(key, {}).get("supported") for c in (ca, cb))
+        ok &= sa == sb
+        lines.append(
+            f"claim {key}: {'supported' if sa else 'not supported'} / "
+            f"{'supported' if sb else 'not supported'}  {'agree' if sa == sb else 'DISAGREE'}"
+        )
+    da, db = a["direct_claim"], b["direct_claim"]
+    ok &= da["supported"] == db["supported"]
+    lines.append(
+        f"claim rmp_loss_accuracy: {da['supported']} / {db['supported']}  "
+        f"{'agree' if da['supported'] == db['supported'] else 'DISAGREE'}"
+    )
+    rows = [("ANN", ca["ann"], cb["ann"])]
+    steps = a["timesteps"]
+    if steps != b["timesteps"]:
+        return False, [*lines, f"the runs simulated different T grids: {steps} vs {b['timesteps']}"]
+    for label in ca["variants"]:
+        if label not in cb["variants"]:
+            ok = False
+            lines.append(f"{label}: only in the first run")
+            continue
+        for i, t in enumerate(steps):
+            rows.append(
+                (
+                    f"{label}, T = {t}",
+                    ca["variants"][label]["accuracy"][i],
+                    cb["variants"][label]["accuracy"][i],
+                )
+            )
+    for arm in da["accuracy"]:
+        rows.append((f"direct {arm}", da["accuracy"][arm], db["accuracy"].get(arm)))
+    worst = 0.0
+    for name, x, y in rows:
+        if y is None:
+            ok = False
+            lines.append(f"{name}: only in the first run")
+            continue
+        inside = _inside(x["value"], y) and _inside(y["value"], x)
+        ok &= inside
+        worst = max(worst, abs(x["value"] - y["value"]))
+        if not inside or x["value"] != y["value"]:
+            lines.append(
+                f"{name}: {100 * x['value']:.1f} % vs {100 * y['value']:.1f} % "
+                f"({'inside' if inside else 'OUTSIDE'} each other's 95 % interval)"
+            )
+    for label in ca["variants"]:
+        wa, wb = ca["variants"][label]["within_from"], cb["variants"].get(label, {}).get("within_from")
+        lines.append(f"{label}: within 1 % from T on: {wa} / {wb} (point estimates)")
+    lines.append(f"{len(rows)} accuracies compared; largest difference {100 * worst:.1f} points")
+    lines.append("AGREE" if ok else "DISAGREE")
+    return bool(ok), lines

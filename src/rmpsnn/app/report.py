@@ -190,7 +190,11 @@ def write_report(
         raise InputError(
             "nothing to report: give run directories of `rmpsnn train` or results of `rmpsnn convert`"
         )
-    title = title or "rmpsnn report: " + ", ".join([*training, *conversions])
+    if not title:
+        parts = [f"direct training ({', '.join(training)})"] if training else []
+        models = sorted({str(r.get("model", "an ANN")) for r in conversions.values()})
+        parts += [f"conversion of {', '.join(models)}"] if conversions else []
+        title = "rmpsnn report: " + " and ".join(parts)
     doc = _Doc(out)
     doc.h(1, title)
     doc.p(f"Written by rmpsnn {__version__} on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
@@ -378,7 +382,10 @@ def _conversion_sections(doc: _Doc, results: dict, figs: Path) -> None:
         rows = []
         for i, t in enumerate(steps):
             rows.append([t, *[_acc_cell(v["accuracy"][i], n) for v in res["variants"].values()]])
-        within = [first_within(v, res["ann_accuracy"], 0.01) for v in res["variants"].values()]
+        within = [
+            first_within({"timesteps": steps, "accuracy": v["accuracy"]}, res["ann_accuracy"], 0.01)
+            for v in res["variants"].values()
+        ]
         rows.append(["within 1 % of the ANN from T on", *[w or f"> {steps[-1]}" for w in within]])
         claims = conversion_claims(res) if "ann_correct" in res else None
         if claims:
