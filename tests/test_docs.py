@@ -76,7 +76,14 @@ def test_python_blocks_run_in_both_orders_and_write_only_ignored_paths(tmp_path,
     (work / "configs").symlink_to(ROOT / "configs")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     before = _untracked_in_repo()
+    import rmpsnn.data.registry as data_registry
+
+    fresh = dict(data_registry._DATASETS)
     for where, line, code in [*blocks, *reversed(blocks)]:
+        # each pass as in a new Python process: the data registry refuses a second registration of
+        # the same name (docs/data.md's example); drop this once it accepts the same definition
+        if (where, line) == blocks[-1][:2]:
+            monkeypatch.setattr(data_registry, "_DATASETS", dict(fresh))
         _run_block(where, line, _smaller(code))
     written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and p.name != "configs")
     written = [w for w in written if not w.startswith("configs" + os.sep)]
