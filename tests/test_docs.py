@@ -1,11 +1,14 @@
 """Every fenced Python block of README.md and docs/*.md runs as written (each in a fresh namespace,
-in a scratch directory), unless its first line is ``# excerpt``; every ``rmpsnn ...`` line of
-their shell blocks parses with the real command-line parser."""
+in a scratch directory), unless its first line is ``# excerpt``; all of them run again in one
+shared directory in forward and then reverse order (so each runs after every other one, and the
+last twice in a row), writing only git-ignored paths; every ``rmpsnn ...`` line of their shell
+blocks parses with the real command-line parser."""
 
 import os
 import pathlib
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -29,16 +32,72 @@ def _blocks(lang: str) -> list[tuple[str, int, str]]:
 PYTHON = [b for b in _blocks("python") if not b[2].startswith("# excerpt")]
 
 
+def _needs_cifar(code: str) -> bool:
+    return "shared_cifar10" in code or "configs/cpu.yaml" in code or "train_ann(" in code
+
+
+def _run_block(where: str, line: int, code: str) -> None:
+    # line numbers in tracebacks point into the Markdown file
+    exec(compile("\n" * line + code, where.split(":")[0], "exec"), {"__name__": "__docs__"})
+
+
 @pytest.mark.parametrize(("where", "line", "code"), PYTHON, ids=[b[0] for b in PYTHON])
 def test_python_block_runs(where, line, code, tmp_path, monkeypatch):
-    if "shared_cifar10" in code or "configs/cpu.yaml" in code or "train_ann(" in code:
-        if shared_cifar10_zip() is None:
-            pytest.skip("needs ../shared/data/cifar10-jpeg.zip")
+    if _needs_cifar(code) and shared_cifar10_zip() is None:
+        pytest.skip("needs ../shared/data/cifar10-jpeg.zip")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    # line numbers in tracebacks point into the Markdown file
-    exec(compile("\n" * line + code, where.split(":")[0], "exec"), {"__name__": "__docs__"})
+    _run_block(where, line, code)
+
+
+def _smaller(code: str) -> str:
+    """The block with its data limits cut (the order test checks where blocks write and that they
+    can run again, not what they compute; the test above runs them as written)."""
+    cap = {"train_limit": 256, "test_limit": 100}  # 256: above the largest batch size of the blocks
+    code = re.sub(r"(train_limit|test_limit)=(\d+)", lambda m: f"{m[1]}={min(int(m[2]), cap[m[1]])}", code)
+    return re.sub(r"per_class\((\d+)\)", lambda m: f"per_class({min(int(m[1]), 4)})", code)
+
+
+def _untracked_in_repo() -> set[str]:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+    )
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")}
+
+
+def test_python_blocks_run_in_both_orders_and_write_only_ignored_paths(tmp_path, monkeypatch):
+    blocks = [b for b in PYTHON if not _needs_cifar(b[2]) or shared_cifar10_zip() is not None]
+    work = tmp_path / "repo-copy"  # stands for the repository root a reader runs the blocks in
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    before = _untracked_in_repo()
+    import rmpsnn.data.registry as data_registry
+
+    fresh = dict(data_registry._DATASETS)
+    for where, line, code in [*blocks, *reversed(blocks)]:
+        # each pass as in a new Python process: the data registry refuses a second registration of
+        # the same name (docs/data.md's example); drop this once it accepts the same definition
+        if (where, line) == blocks[-1][:2]:
+            monkeypatch.setattr(data_registry, "_DATASETS", dict(fresh))
+        _run_block(where, line, _smaller(code))
+    written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and p.name != "configs")
+    written = [w for w in written if not w.startswith("configs" + os.sep)]
+    assert written, "the blocks wrote nothing: the test lost its subject"
+    # every path a block writes is one the repository's .gitignore covers
+    check = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(written),
+        capture_output=True,
+        text=True,
+    )
+    ignored = set(check.stdout.split())
+    assert not [w for w in written if w not in ignored], "written but not git-ignored"
+    assert _untracked_in_repo() == before  # and nothing appeared in the repository itself
 
 
 def test_every_python_block_is_run_or_marked_as_an_excerpt():

@@ -245,8 +245,12 @@ class QuickstartOptions:
     train_images: int = option(
         8000, help="CIFAR-10 training subset (the direct runs use half)", check=at_least(1)
     )
-    test_images: int = option(300, help="class-balanced CIFAR-10 test subset", check=at_least(1))
-    max_timesteps: int = option(64, help="largest T of the conversion curve", check=at_least(1))
+    test_images: int = option(
+        1000,
+        help="class-balanced CIFAR-10 test subset (conversion and direct runs; the 95 % intervals need it)",
+        check=at_least(1),
+    )
+    max_timesteps: int = option(32, help="largest T of the conversion curve", check=at_least(1))
     device: str = option("cpu", help=DEVICE_HELP)
     seed: int = option(0, help="random seed", check=SEED_RANGE)
     out: str = option("runs/quickstart", help="output directory (runs, figures, report)")

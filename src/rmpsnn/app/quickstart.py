@@ -1,45 +1,61 @@
 """``rmpsnn quickstart``: both of rmpsnn's routes on real data in a few minutes on a CPU.
 
-1. Train a small ReLU ANN and convert it four ways: rmpsnn's default conversion (calibrated, soft
-   reset, signed neurons), the calibrated conversion with plain soft-reset (RMP) neurons and the
-   same with hard reset -- the RMP-SNN comparison -- and RMP-SNN exactly as published (spike-max
-   thresholds, no calibration); evaluate each over T = 1, 2, 4, ..., 64 next to the ANN.
+1. Train a small ReLU ANN and convert it three ways: rmpsnn's default conversion (calibrated, soft
+   reset, signed neurons), and the calibrated conversion with plain soft-reset (RMP) neurons and
+   the same with hard reset -- the RMP-SNN comparison; evaluate each over T = 1, 2, 4, ..., 32
+   next to the ANN, image by image on the same test images (paired comparisons).
 2. Train a small spiking CNN directly, with and without RMP-Loss (same seed, data and epochs),
    and compare accuracy and quantisation error.
 3. Write a report (accuracy vs T, membrane-potential distributions, firing rates, energy) to
-   the run directory.
+   the run directory, and ``summary.json`` with every figure, its sample size and 95 % interval,
+   the claims those intervals support (:mod:`rmpsnn.app.claims`), data sizes, seed, machine and
+   the time each phase took.
 
 Data: CIFAR-10 from ``../shared/data`` when present, else scikit-learn's bundled handwritten
 digits (8x8, 1797 images) when scikit-learn is installed, else a clear error.  The budget is
 deliberately tiny (subsets, few epochs): the numbers show the effects, not the papers' figures.
+RMP-SNN as published (spike-max thresholds, no calibration) needs T = 64-512 and is left to
+``rmpsnn convert`` and ``benchmarks/conversion_curve.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
+from ..analysis import plot_accuracy_vs_timesteps
 from ..data import DataConfig, image_arrays, shared_cifar10_zip
 from ..errors import DataError
+from ..evaluation import normalised
 from ..io import write_json
 from ..training import train, train_ann
-from .experiment import conversion_experiment
+from .claims import (
+    DEFAULT,
+    HARD,
+    SOFT,
+    conversion_claims,
+    conversion_per_image,
+    direct_training_claim,
+    machine_info,
+)
+from .configs import QuickstartOptions
 from .report import write_report
 
-__all__ = ["CONVERSION_VARIANTS", "run_quickstart"]
+__all__ = ["CONVERSION_VARIANTS", "format_summary", "run_quickstart"]
 
 # label -> convert() arguments.  The first is rmpsnn's default conversion; the next two differ only
 # in the reset -- the RMP-SNN comparison, with rmpsnn's thresholds and calibration and plain IF
-# neurons; the last is RMP-SNN as published.
+# neurons.  The labels are the keys rmpsnn.app.claims looks up.
 CONVERSION_VARIANTS = {
-    "rmpsnn default (soft, signed)": {},
-    "soft reset (RMP), calibrated": {"reset": "soft", "signed": False},
-    "hard reset, calibrated": {"reset": "hard"},
-    "soft reset, spike-max (RMP-SNN)": {"reset": "soft", "balance": "spike-max", "calibrate": "none"},
+    DEFAULT: {},
+    SOFT: {"reset": "soft", "signed": False},
+    HARD: {"reset": "hard"},
 }
+
+# the report's monitored evaluation (membrane histograms, firing rates, energy) needs no large set
+REPORT_IMAGES = 500
 
 
 def _pick_data(spec: str) -> str:
@@ -59,8 +75,9 @@ def _pick_data(spec: str) -> str:
     return spec
 
 
-def run_quickstart(args: argparse.Namespace) -> int:
+def run_quickstart(args: QuickstartOptions) -> int:
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = _pick_data(args.data)
@@ -69,6 +86,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")
     size = train_set.images.shape[-1]
+    test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
     print(
         f"rmpsnn quickstart: {spec if spec != 'shared' else 'CIFAR-10 (../shared/data)'}, "
         f"{len(train_set)} train / {len(test_set)} test images of {tuple(train_set.images.shape[1:])}; "
@@ -76,13 +94,15 @@ def run_quickstart(args: argparse.Namespace) -> int:
     )
     # the ANN is converted, so it gets the wider net; direct training runs T=4 forward passes
     width, snn_width = ((16, 32, 64), (16, 32, 64)) if small else ((32, 64, 128), (16, 32, 64))
+    phases: dict[str, float] = {}  # seconds from the start at which each stage began
 
     def stage(title: str) -> None:
-        print(f"\n== {title} ({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
+        phases[title] = time.perf_counter() - t_start
+        print(f"\n== {title} ({phases[title]:.0f} s elapsed)", flush=True)
 
     # 1. ANN -> SNN conversion, soft vs hard reset
     stage("1/3  train a ReLU ANN, convert it with soft (RMP) and hard reset")
-    ann_limit = None if small else args.train_images
+    ann_train = len(train_set) if small else min(args.train_images, len(train_set))
     ann, info = train_ann(
         "ann_cpu_net",
         data=spec,
@@ -90,27 +110,35 @@ def run_quickstart(args: argparse.Namespace) -> int:
         batch_size=min(128, max(8, len(train_set) // 8)),
         lr=0.05,
         model_kwargs={"width": width, "image_size": size, "in_channels": train_set.images.shape[1]},
-        train_limit=ann_limit,
-        test_limit=None if small else 1000,
+        train_limit=None if small else args.train_images,
+        test_limit=None if small else len(test_conv),
         seed=args.seed,
         device=args.device,
         out=str(out / "ann.safetensors"),
         run_dir=str(out / "ann"),  # the ANN's run: metrics and checkpoints, like the direct runs
     )
-    test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
-    conv = conversion_experiment(
+    t_conv = time.perf_counter()
+    calib_set = train_set.balanced(128, seed=args.seed + 1)
+    calibration = torch.cat([x for x, _ in normalised(calib_set, info["mean"], info["std"])])
+    steps = [2**k for k in range(args.max_timesteps.bit_length()) if 2**k <= args.max_timesteps]
+    conv = conversion_per_image(
         ann,
-        model_name="ann_cpu_net",
-        mean=info["mean"],
-        std=info["std"],
-        train=train_set,
-        test=test_conv,
-        out=out / "conversion.json",
-        variants=CONVERSION_VARIANTS,
-        max_timesteps=args.max_timesteps,
+        CONVERSION_VARIANTS,
+        calibration,
+        list(normalised(test_conv, info["mean"], info["std"], batch_size=100)),
+        steps,
         seed=args.seed,
         device=args.device,
     )
+    conv.update(model="ann_cpu_net", dataset=data.dataset, train_images=ann_train, seed=args.seed)
+    write_json(out / "conversion.json", conv)
+    plot_accuracy_vs_timesteps(
+        {k: (steps, v["accuracy"]) for k, v in conv["variants"].items()},
+        out / "conversion",
+        ann_accuracy=conv["ann_accuracy"],
+        title="ann_cpu_net: converted SNN accuracy vs timesteps",
+    )
+    conversion_seconds = time.perf_counter() - t_conv
 
     # 2. direct training with and without RMP-Loss
     stage("2/3  train a spiking CNN directly (T=4), without and with RMP-Loss")
@@ -129,10 +157,13 @@ def run_quickstart(args: argparse.Namespace) -> int:
         f"run.device={args.device}",
         "run.overwrite=true",
     ]
+    direct_test = len(test_set) if small else min(args.test_images, len(test_set))
     if not small:
-        common += [f"data.train_limit={args.train_images // 2}", f"data.test_limit={args.test_images}"]
-    n_direct = "all" if small else args.train_images // 2
-    print(f"direct training: {n_direct} training images, {args.epochs} epochs each")
+        common += [f"data.train_limit={args.train_images // 2}", f"data.test_limit={direct_test}"]
+    n_direct = len(train_set) if small else min(args.train_images // 2, len(train_set))
+    print(
+        f"direct training: {n_direct} training images, {direct_test} test images, {args.epochs} epochs each"
+    )
     runs = {}
     for arm, on in (("without-rmp-loss", "false"), ("with-rmp-loss", "true")):
         print(f"-- {arm}")
@@ -143,33 +174,85 @@ def run_quickstart(args: argparse.Namespace) -> int:
     paths = write_report(
         [out / "without-rmp-loss", out / "with-rmp-loss", out / "conversion.json"],
         out / "report",
-        images=args.test_images,
+        images=min(args.test_images, REPORT_IMAGES),
         device=args.device,
         title="rmpsnn quickstart",
     )
-
-    # the summary table
-    steps, ann_acc = conv["timesteps"], conv["ann_accuracy"]
-    print(f"\n== Summary ({time.perf_counter() - t_start:.0f} s)\n")
-    print(f"Conversion of a ReLU ANN ({100 * ann_acc:.1f} % test accuracy), accuracy (%) at T steps:")
-    print("  " + f"{'T':<34}" + "".join(f"{t:>6}" for t in steps) + "   within 1 % at")
-    for label, v in conv["variants"].items():
-        within = f"T = {v['first_T_within_1pct']}" if v["first_T_within_1pct"] else f"> {steps[-1]}"
-        print("  " + f"{label:<34}" + "".join(f"{100 * a:>6.1f}" for a in v["accuracy"]) + f"   {within}")
-    print(f"\nDirect training, T=4, {args.epochs} epochs:")
-    print(f"  {'':<20}{'test accuracy':>15}{'quantization error':>20}")
-    for arm, s in runs.items():
-        f = s["final"]
-        print(f"  {arm:<20}{100 * f['test_accuracy']:>14.1f}%{f['quantization_error']:>20.4f}")
-    print(f"\nReport: {paths['markdown']}  (self-contained: {paths['html']})")
-    write_json(
-        out / "summary.json",
-        {
-            "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
-            "ann_accuracy": ann_acc,
-            "timesteps": steps,
-            "direct": {k: v["final"] for k, v in runs.items()},
-            "seconds": time.perf_counter() - t_start,
+    summary = {
+        "data": {
+            "dataset": data.dataset,
+            "ann_train_images": ann_train,
+            "direct_train_images": n_direct,
+            "conversion_test_images": conv["test_images"],
+            "direct_test_images": direct_test,
+            "calibration_images": conv["calibration_images"],
         },
-    )
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "machine": machine_info(),
+        "timesteps": steps,
+        "ann_accuracy": conv["ann_accuracy"],
+        "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
+        "conversion_claims": conversion_claims(conv),
+        "direct": {k: v["final"] for k, v in runs.items()},
+        "direct_claim": direct_training_claim(runs, direct_test),
+        "stage_starts_s": phases,
+        "conversion_seconds": conversion_seconds,  # of stage 1, after the ANN's training
+        "seconds": time.perf_counter() - t_start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "report": str(paths["markdown"]),
+    }
+    print(f"\n== Summary ({summary['seconds']:.0f} s, {summary['cpu_seconds']:.0f} CPU-s)\n")
+    print(format_summary(summary))
+    print(f"\nReport: {paths['markdown']}  (self-contained: {paths['html']})")
+    write_json(out / "summary.json", summary)
     return 0
+
+
+def format_summary(summary: dict) -> str:
+    """The quickstart's closing tables (from its ``summary.json``): accuracies with 95 % intervals,
+    the "within 1 % from T on" column and the claims the intervals support."""
+    steps, claims = summary["timesteps"], summary["conversion_claims"]
+    n = claims["test_images"]
+    ann = claims["ann"]
+    lines = [
+        f"Conversion of a ReLU ANN ({_ci(ann)} test accuracy), accuracy (%) at T steps, "
+        f"n = {n} test images (95 % interval of each: about "
+        f"±{_half_width(claims):.1f} points):",
+        "  " + f"{'T':<34}" + "".join(f"{t:>6}" for t in steps) + "   within 1 % from T on",
+    ]
+    for label, acc in summary["conversion"].items():
+        v = claims["variants"][label]
+        within = f"T = {v['within_from']}" if v["within_from"] else f"> {steps[-1]}"
+        lines.append("  " + f"{label:<34}" + "".join(f"{100 * a:>6.1f}" for a in acc) + f"   {within}")
+    lines.append(f"\nSNN - ANN (points, paired on the same {n} images, 95 % interval):")
+    for label, v in claims["variants"].items():
+        i = steps.index(v["within_from"]) if v["within_from"] else len(steps) - 1
+        d = v["minus_ann"][i]
+        lines.append(
+            f"  {label:<34} T = {steps[i]:<4} {100 * d['value']:+5.1f} [{100 * d['low']:+.1f}, "
+            f"{100 * d['high']:+.1f}]"
+        )
+    lines.append("\nClaims (stated only when the 95 % intervals support them):")
+    lines += [f"  - {c['text']}" for c in claims["claims"].values()]
+    direct = summary["direct_claim"]
+    m = summary["data"]["direct_test_images"]
+    lines.append(f"\nDirect training, T=4, {summary['epochs']} epochs, n = {m} test images:")
+    lines.append(f"  {'':<20}{'test accuracy [95 % interval]':>32}{'quantization error':>20}")
+    for arm, f in summary["direct"].items():
+        a = direct["accuracy"][arm]
+        cell = _ci(a)
+        lines.append(f"  {arm:<20}{cell:>32}{f['quantization_error']:>20.4f}")
+    lines.append(f"  - {direct['text']}")
+    return "\n".join(lines)
+
+
+def _half_width(claims: dict) -> float:
+    """The widest half-interval (points) among the accuracy cells, for the table's caption."""
+    cells = [c for v in claims["variants"].values() for c in v["accuracy"]]
+    return max(100 * (c["high"] - c["low"]) / 2 for c in cells)
+
+
+def _ci(interval: dict) -> str:
+    """``"51.0 % [47.9, 54.1]"`` from an :class:`~rmpsnn.analysis.stats.Interval`'s dict."""
+    return f"{100 * interval['value']:.1f} % [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"

@@ -25,11 +25,14 @@ from ..analysis.plots import (
     plot_membrane_distribution,
     plot_training_curves,
 )
+from ..analysis.stats import wilson_interval
+from ..conversion import first_within
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import write_text
 from ..training.rundir import read_metrics
 from ..training.runs import load_run
+from .claims import conversion_claims, machine_info
 
 __all__ = ["write_report"]
 
@@ -113,8 +116,14 @@ def _training_run(run: Path, images: int, device: str) -> dict:
     prep = partial(data.prepare, device=dev)
     stats = collect_layer_stats(model, data.test(), v_th=loaded.v_th, prepare=prep)
     ops = count_operations(model, data.test(), prepare=prep)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    summary = _read_json(run / "summary.json") if (run / "summary.json").is_file() else {}
+    stored = (
+        loaded.info.get("config", {}).get("data", {}) if isinstance(loaded.info.get("config"), dict) else {}
+    )
     return {
+        "train_images": loaded.data.info.get("train_images"),
+        "test_images": stored.get("test_limit"),  # the run's own evaluation (None: the whole split)
+        "seed": loaded.cfg.run.seed,
         "cfg": loaded.cfg,
         "metrics": metrics,
         "stats": stats,
@@ -122,6 +131,28 @@ def _training_run(run: Path, images: int, device: str) -> dict:
         "summary": summary,
         "checkpoint": loaded.checkpoint,
     }
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON file as a dict, or one line saying what is wrong with it."""
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}); give a result file of `rmpsnn convert`") from None
+    except OSError as e:
+        raise InputError(f"{path} cannot be read: {e.strerror or e}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path} holds a JSON {type(value).__name__}, not a result of `rmpsnn convert`")
+    return value
+
+
+def _conversion_result(path: Path) -> dict:
+    res = _read_json(path)
+    if not isinstance(res.get("variants"), dict) or "timesteps" not in res or "ann_accuracy" not in res:
+        raise InputError(
+            f"{path} is not a result of `rmpsnn convert` (no 'variants', 'timesteps', 'ann_accuracy')"
+        )
+    return res
 
 
 def write_report(
@@ -135,6 +166,9 @@ def write_report(
     """Write ``out/report.md`` and ``out/report.html`` (plus ``out/figures/``) for the given
     training run directories and conversion result files; returns the paths written."""
     out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"--out {out}: {parent} is a file, not a folder; give a folder for the report")
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     training, conversions = {}, {}
@@ -142,15 +176,12 @@ def write_report(
         if src.is_dir() and (src / "config.yaml").is_file() and (src / "metrics.jsonl").is_file():
             training[src.name] = _training_run(src, images, device)
         elif src.is_file() and src.suffix == ".json":
-            res = json.loads(src.read_text())
-            if "variants" not in res:
-                raise InputError(f"{src} is not a result of `rmpsnn convert` (no 'variants')")
-            conversions[src.stem] = res
+            conversions[src.stem] = _conversion_result(src)
         elif src.is_dir() and list(src.glob("*.json")):
             for f in sorted(src.glob("*.json")):
-                res = json.loads(f.read_text())
-                if "variants" in res:
-                    conversions[f"{src.name}/{f.stem}"] = res
+                res = _read_json(f)
+                if isinstance(res.get("variants"), dict):
+                    conversions[f"{src.name}/{f.stem}"] = _conversion_result(f)
         else:
             raise InputError(
                 f"{src}: not a training run directory (config.yaml + metrics.jsonl) or a conversion "
@@ -160,10 +191,15 @@ def write_report(
         raise InputError(
             "nothing to report: give run directories of `rmpsnn train` or results of `rmpsnn convert`"
         )
-    title = title or "rmpsnn report: " + ", ".join([*training, *conversions])
+    if not title:
+        parts = [f"direct training ({', '.join(training)})"] if training else []
+        models = sorted({str(r.get("model", "an ANN")) for r in conversions.values()})
+        parts += [f"conversion of {', '.join(models)}"] if conversions else []
+        title = "rmpsnn report: " + " and ".join(parts)
     doc = _Doc(out)
     doc.h(1, title)
     doc.p(f"Written by rmpsnn {__version__} on {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    _setup_section(doc, training, conversions, images)
     if training:
         _training_sections(doc, training, figs, images)
     if conversions:
@@ -173,6 +209,55 @@ def write_report(
     for label, r in training.items():
         r["stats"].save(figs / f"{label.replace('/', '_')}-layer-stats.json")
     return {"markdown": out / "report.md", "html": out / "report.html"}
+
+
+def _setup_section(doc: _Doc, training: dict, conversions: dict, images: int) -> None:
+    """Data sizes, seeds and the machine: what every figure below depends on."""
+    doc.h(2, "What was run, on what")
+    rows = []
+    for label, r in training.items():
+        c = r["cfg"]
+        own = r["test_images"] if r["test_images"] else "all"
+        rows.append(
+            [
+                label,
+                c.data.dataset,
+                r["train_images"],
+                own,
+                min(images, r["test_images"] or images),
+                c.run.seed,
+            ]
+        )
+    for label, res in conversions.items():
+        rows.append(
+            [
+                label,
+                res.get("dataset", "?"),
+                res.get("train_images", "?"),
+                res.get("test_images", "?"),
+                "",
+                res.get("seed", "?"),
+            ]
+        )
+    doc.table(
+        ["source", "data", "training images", "test images (accuracy)", "test images (monitored)", "seed"],
+        rows,
+    )
+    m = machine_info()
+    doc.p(
+        f"Report written on: {m['cpu']}, {m['usable_cores']} usable cores, torch {m['torch']} with "
+        f"{m['torch_threads']} threads, Python {m['python']} ({m['platform']}). Accuracies carry a 95 % "
+        f"interval (Wilson, binomial) for their number of test images n."
+    )
+
+
+def _acc_cell(value, n) -> str:
+    if value is None:
+        return ""
+    if not n:
+        return _pct(value)
+    ci = wilson_interval(round(value * n), n)
+    return f"{100 * value:.1f} % [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
 
 
 def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
@@ -189,8 +274,9 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
                 c.model.timesteps,
                 f"on (k={c.rmp.k:g})" if c.rmp.enabled else "off",
                 f"{len(r['metrics'])}/{c.optim.epochs}",
-                _pct(r["summary"].get("best_test_accuracy")),
-                _pct(last.get("test_accuracy")),
+                r["test_images"] or "all",
+                _acc_cell(r["summary"].get("best_test_accuracy"), r["test_images"]),
+                _acc_cell(last.get("test_accuracy"), r["test_images"]),
                 f"{last.get('quantization_error', float('nan')):.4f}",
                 f"{t['energy_ratio_snn_to_ann']:.3f}",
             ]
@@ -203,8 +289,9 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
             "T",
             "RMP-Loss",
             "epochs",
-            "best test acc.",
-            "final test acc.",
+            "test images n",
+            "best test acc. [95 %]",
+            "final test acc. [95 %]",
             "quantization error",
             "SNN/ANN energy",
         ],
@@ -240,7 +327,7 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
     doc.table(header, table)
     doc.p(
         "Monitored accuracy: "
-        + ", ".join(f"{k} {_pct(s.accuracy)} on {s.images} images" for k, s in stats.items())
+        + ", ".join(f"{k} {_acc_cell(s.accuracy, s.images)} on {s.images} images" for k, s in stats.items())
         + ". Firing rate = spikes per neuron per timestep."
     )
     doc.h(3, "Operations and energy per image")
@@ -273,27 +360,52 @@ def _variant_label(name: str) -> str:
     return f"{name} reset" if name in ("soft", "hard") else name
 
 
+def _conversion_title(res: dict, label: str, results: dict) -> str:
+    """A section title that says what was converted (never a file name)."""
+    variants = ", ".join(_variant_label(v) for v in res["variants"])
+    title = f"Conversion of `{res.get('model', 'an ANN')}`: {variants}"
+    same = [k for k, r in results.items() if r.get("model") == res.get("model")]
+    return title if len(same) == 1 else f"{title} (result {same.index(label) + 1} of {len(same)})"
+
+
 def _conversion_sections(doc: _Doc, results: dict, figs: Path) -> None:
     doc.h(2, "ANN-to-SNN conversion")
     curves, ann = {}, {}
     for label, res in results.items():
-        steps = res["timesteps"]
-        doc.h(3, label)
+        steps, n = res["timesteps"], res.get("test_images")
+        doc.h(3, _conversion_title(res, label, results))
         doc.p(
-            f"Model `{res.get('model', '?')}`; ANN accuracy **{_pct(res['ann_accuracy'])}** on "
-            f"{res.get('test_images', '?')} test images."
+            f"Model `{res.get('model', '?')}`; ANN accuracy **{_acc_cell(res['ann_accuracy'], n)}** on "
+            f"{n or '?'} test images; each cell is the SNN's accuracy with its 95 % interval "
+            f"(n = {n or '?'})."
         )
         header = ["T", *[_variant_label(v) for v in res["variants"]]]
         rows = []
         for i, t in enumerate(steps):
-            rows.append([t, *[_pct(v["accuracy"][i]) for v in res["variants"].values()]])
-        rows.append(
-            [
-                "within 1 % of the ANN at T",
-                *[v.get("first_T_within_1pct") or f"> {steps[-1]}" for v in res["variants"].values()],
-            ]
-        )
+            rows.append([t, *[_acc_cell(v["accuracy"][i], n) for v in res["variants"].values()]])
+        within = [
+            first_within({"timesteps": steps, "accuracy": v["accuracy"]}, res["ann_accuracy"], 0.01)
+            for v in res["variants"].values()
+        ]
+        rows.append(["within 1 % of the ANN from T on", *[w or f"> {steps[-1]}" for w in within]])
+        claims = conversion_claims(res) if "ann_correct" in res else None
+        if claims:
+            row = ["SNN − ANN at that T (paired, 95 %)"]
+            for v, w in zip(claims["variants"].values(), within, strict=True):
+                d = v["minus_ann"][steps.index(w) if w else -1]
+                row.append(f"{100 * d['value']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+            rows.append(row)
         doc.table(header, rows)
+        doc.p(
+            "Within 1 % from T on: the first simulated T from which every longer simulated T is at most one "
+            "point below the ANN (point estimates)."
+        )
+        if claims:
+            doc.p(
+                "Claims, stated only where the 95 % intervals support them: "
+                + "; ".join(c["text"] for c in claims["claims"].values())
+                + "."
+            )
         for v, r in res["variants"].items():
             name = f"{label}: {_variant_label(v)}" if len(results) > 1 else _variant_label(v)
             curves[name] = (steps, r["accuracy"])

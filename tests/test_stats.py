@@ -1,0 +1,112 @@
+"""rmpsnn.analysis.stats: intervals checked against published values and by simulated coverage."""
+
+import math
+import random
+
+import pytest
+
+from rmpsnn.analysis.stats import (
+    mcnemar_p,
+    paired_difference,
+    unpaired_difference,
+    wilson_interval,
+    z_value,
+)
+from rmpsnn.app.claims import supported_within_from
+from rmpsnn.conversion import first_within
+from rmpsnn.errors import InputError
+
+
+def test_z_value_is_the_normal_quantile():
+    assert z_value(0.95) == pytest.approx(1.959964, abs=1e-5)
+    assert z_value(0.99) == pytest.approx(2.575829, abs=1e-5)
+
+
+def test_wilson_matches_newcombes_table():
+    # Newcombe (1998), Statistics in Medicine 17:857, Table I: 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775
+    ci = wilson_interval(81, 263)
+    assert (round(ci.low, 4), round(ci.high, 4)) == (0.2553, 0.3662)
+    ci = wilson_interval(0, 10)
+    assert ci.low == 0 and round(ci.high, 4) == 0.2775
+    assert wilson_interval(10, 10).high == 1.0
+
+
+def test_newcombe_unpaired_difference_matches_the_paper():
+    # Newcombe (1998), Stat Med 17:873, example (c): 56/70 - 48/80 -> 0.0524 to 0.3339 (method 10)
+    d = unpaired_difference(56, 70, 48, 80)
+    assert d.value == pytest.approx(0.2)
+    assert (round(d.low, 4), round(d.high, 4)) == (0.0524, 0.3339)
+    assert d.excludes_zero and not d.paired
+
+
+def test_mcnemar_exact():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 5) == 1.0
+    # 10 discordant pairs all one way: 2 * 0.5**10
+    assert mcnemar_p(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_p(7, 3) == pytest.approx(2 * sum(math.comb(10, i) for i in range(4)) / 1024)
+
+
+def test_paired_difference_uses_only_discordant_images():
+    a = [True] * 90 + [False] * 10
+    b = [True] * 85 + [False] * 15
+    d = paired_difference(a, b)
+    assert d.value == pytest.approx(0.05) and (d.a_only, d.b_only) == (5, 0) and d.paired
+    assert d.low > 0  # five images, all one way, out of 100: the sign is supported
+    # the same accuracies, but the classifiers disagree on many images: not supported
+    a2 = [i % 2 == 0 for i in range(100)]
+    b2 = [i % 2 == 1 for i in range(95)] + [False] * 5
+    assert not paired_difference(a2, b2).excludes_zero
+    with pytest.raises(InputError, match="same images"):
+        paired_difference([True], [True, False])
+
+
+@pytest.mark.parametrize(("p", "n"), [(0.5, 300), (0.1, 1000), (0.03, 200)])
+def test_wilson_coverage_is_near_95_percent(p, n):
+    rng = random.Random(1)
+    trials = 1000
+    hits = 0
+    for _ in range(trials):
+        k = sum(rng.random() < p for _ in range(n))
+        ci = wilson_interval(k, n)
+        hits += ci.low <= p <= ci.high
+    assert 0.93 <= hits / trials <= 0.975
+
+
+def test_paired_interval_coverage():
+    rng = random.Random(2)
+    n, trials, hits = 400, 1000, 0
+    # a is right with p 0.52, b agrees with a except on 6 % of images (half each way plus a bias)
+    true_diff = 0.02
+    for _ in range(trials):
+        a, b = [], []
+        for _ in range(n):
+            u = rng.random()
+            if u < 0.04:  # a right, b wrong
+                a.append(True), b.append(False)
+            elif u < 0.06:  # b right, a wrong
+                a.append(False), b.append(True)
+            else:
+                same = rng.random() < 0.5
+                a.append(same), b.append(same)
+        d = paired_difference(a, b)
+        hits += d.low <= true_diff <= d.high
+    assert 0.93 <= hits / trials <= 0.98
+
+
+def test_within_from_t_on_means_staying_in_the_band():
+    r = {"timesteps": [1, 2, 4, 8, 16], "accuracy": [0.3, 0.50, 0.45, 0.50, 0.505]}
+    assert first_within(r, 0.51, 0.01) == 8  # T = 2 touches the band, T = 4 leaves it
+    assert first_within({**r, "accuracy": [0.3, 0.5, 0.5, 0.5, 0.4]}, 0.51, 0.01) is None
+    assert first_within({**r, "accuracy": [0.6] * 5}, 0.51, 0.01) == 1
+
+
+def test_supported_within_needs_every_longer_interval_above_the_band():
+    class D:
+        def __init__(self, low):
+            self.low = low
+
+    steps = [1, 2, 4, 8]
+    assert supported_within_from([D(-0.2), D(-0.005), D(-0.02), D(-0.004)], steps) == 8
+    assert supported_within_from([D(-0.2), D(-0.005), D(-0.009), D(-0.004)], steps) == 2
+    assert supported_within_from([D(-0.2), D(-0.005), D(-0.009), D(-0.04)], steps) is None
