@@ -76,14 +76,19 @@ def test_python_blocks_run_in_both_orders_and_write_only_ignored_paths(tmp_path,
     (work / "configs").symlink_to(ROOT / "configs")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     before = _untracked_in_repo()
-    import rmpsnn.data.registry as data_registry
+    from rmpsnn.conversion import BALANCERS
+    from rmpsnn.data.config import DATASETS, available_datasets
+    from rmpsnn.models.registry import MODELS
+    from rmpsnn.neurons import NEURONS
 
-    fresh = dict(data_registry._DATASETS)
+    available_datasets()  # the built-in data sets register on first use: before the snapshot
+    registries = (DATASETS, MODELS, NEURONS, BALANCERS)
+    built_in = [set(r.names()) for r in registries]
     for where, line, code in [*blocks, *reversed(blocks)]:
-        # each pass as in a new Python process: the data registry refuses a second registration of
-        # the same name (docs/data.md's example); drop this once it accepts the same definition
-        if (where, line) == blocks[-1][:2]:
-            monkeypatch.setattr(data_registry, "_DATASETS", dict(fresh))
+        if (where, line) == blocks[-1][:2]:  # each pass as in a new Python process
+            for registry, names in zip(registries, built_in, strict=True):
+                for name in set(registry.names()) - names:
+                    registry.unregister(name)
         _run_block(where, line, _smaller(code))
     written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and p.name != "configs")
     written = [w for w in written if not w.startswith("configs" + os.sep)]

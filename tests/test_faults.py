@@ -363,9 +363,11 @@ def test_batch_preserving_ops_still_convert():
 def test_maxpool_ceil_mode_converts_and_dilation_is_refused():
     ann = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True), nn.Flatten())
     x = torch.rand(4, 3, 7, 7)  # 5x5 -> 3x3 only with ceil_mode
-    with pytest.warns(UserWarning, match="replaced by average pooling"):
-        snn = convert(ann, x, calibrate="none", balance="act-max")
+    snn = convert(ann, x, calibrate="none", balance="act-max")  # spiking max pooling, the default
     assert snn(x, 2)[-1].shape == ann(x).shape == (4, 36)
+    with pytest.warns(UserWarning, match="replaced by average pooling"):
+        avg = convert(ann, x, calibrate="none", balance="act-max", maxpool="avg")
+    assert avg(x, 2)[-1].shape == (4, 36)
     dilated = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2, dilation=2))
     with pytest.raises(ConversionError, match="dilation"):
         convert(dilated, x)

@@ -61,6 +61,7 @@ def _add(parser, flags, f, owner, *, dest: str, default_text: str | None, requir
     help_text = f.metadata.get("help", "") + _choices_text(f)
     if default_text is not None:
         help_text += f" (default: {default_text})"
+    help_text = help_text.replace("%", "%%")  # argparse formats help with %; "95 %" is text
     kw: dict[str, Any] = {"dest": dest, "help": help_text, "default": None}
     if tp is bool:
         kw["action"] = argparse.BooleanOptionalAction
