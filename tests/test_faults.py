@@ -368,9 +368,11 @@ def test_maxpool_ceil_mode_converts_and_dilation_is_refused():
     with pytest.warns(UserWarning, match="replaced by average pooling"):
         avg = convert(ann, x, calibrate="none", balance="act-max", maxpool="avg")
     assert avg(x, 2)[-1].shape == (4, 36)
-    dilated = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2, dilation=2))
-    with pytest.raises(ConversionError, match="dilation"):
-        convert(dilated, x)
+    dilated = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2, dilation=2), nn.Flatten())
+    spiking = convert(dilated, x, calibrate="none", balance="act-max")  # a spiking max pool keeps dilation
+    assert spiking(x, 2)[-1].shape == dilated(x).shape
+    with pytest.raises(ConversionError, match="dilation"):  # average pooling has none
+        convert(dilated, x, maxpool="avg")
 
 
 @pytest.mark.parametrize("data", [torch.full((4, 3, 6, 6), float("nan")), torch.empty(0, 3, 6, 6), []])
