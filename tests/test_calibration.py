@@ -143,6 +143,23 @@ def test_mse_thresholds_lie_below_the_max_and_shrink_with_fewer_steps(trained_ml
         assert 0 < float(f.v_th) < float(m.v_th) <= float(a.v_th) + 1e-6
 
 
+@pytest.mark.parametrize("T", [1, 4, 32])
+def test_mse_error_curve_equals_quantising_every_sample(T):
+    # The prefix-sum form must give the same curve as rounding each sample for each θ,
+    # ties (a sample exactly on a rounding edge) included.
+    import numpy as np
+
+    from rmpsnn.conversion.balancing import _quantisation_mse
+
+    rng = np.random.default_rng(T)
+    a = np.sort(np.concatenate([rng.exponential(1.0, 3000), [0.5, 1.0, 2.0]]))
+    thetas = a[-1] * np.linspace(0.01, 1.0, 50)
+    thetas[0] = 2.0 * T / (2 * 1 + 1)  # puts a = 1.0 exactly on the edge between levels 1, 2
+    levels = np.clip(np.floor(a[None, :] * (T / thetas[:, None]) + 0.5), 0, T)
+    brute = ((a[None, :] - levels * (thetas[:, None] / T)) ** 2).mean(axis=1)
+    np.testing.assert_allclose(_quantisation_mse(a, thetas, T), brute, rtol=1e-9, atol=1e-12)
+
+
 def test_progress_lines_and_defaults(trained_mlp):
     calib, _ = _blobs(32, 7)
     lines = []

@@ -42,6 +42,40 @@ def test_the_count_is_the_floor_of_the_charge_and_never_negative():
     torch.testing.assert_close(upre[0], x[0])
 
 
+@pytest.mark.parametrize(
+    "shape, theta",
+    [
+        ((9, 3, 10), 0.7),  # a scalar threshold
+        ((12, 4, 6, 5, 5), "per-channel"),  # [1, C, 1, 1], as IFNode gives it
+        ((5, 2, 4, 3, 3), "per-neuron"),  # one threshold per neuron of a sample
+        ((6, 3, 5000), 0.4),  # more neurons than one block of the kernel
+    ],
+)
+def test_the_fused_kernel_gives_the_reference_loops_bits(shape, theta):
+    """The numba kernel (the default on float32 CPU tensors) and the PyTorch loop agree exactly:
+    spikes, final potential and count, and the recorded membrane -- from a given start."""
+    from rmpsnn.functional.kernels import numba_available
+
+    if not numba_available():
+        pytest.skip("numba is not installed")
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    if theta == "per-channel":
+        theta = torch.rand(1, shape[2], 1, 1) + 0.5
+    elif theta == "per-neuron":
+        theta = torch.rand(shape[2:]) + 0.2
+    v0 = torch.rand(shape[1:]) * 0.3
+    n0 = torch.randint(0, 3, shape[1:]).float()
+    ref = signed_if_multistep(x, theta, v_init=v0, count_init=n0, return_membrane=True, backend="torch")
+    fused = signed_if_multistep(x, theta, v_init=v0, count_init=n0, return_membrane=True, backend="cpu")
+    assert (ref[0] != 0).any() and (ref[0] < 0).any()  # both signs of spike occur
+    for a, b in zip(ref, fused, strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(InputError, match="float32 CPU tensor"):
+        signed_if_multistep(x.double(), 0.5, backend="cpu")
+    assert signed_if_multistep(x.double(), 0.5)[0].dtype == torch.float64  # the loop runs other dtypes
+
+
 def test_a_qcfs_layer_converts_exactly_at_t_equal_to_its_levels():
     """One QCFS hidden layer with L levels, θ = λ and θ/2 start: the SNN's mean output over
     T = L steps is the ANN's output."""

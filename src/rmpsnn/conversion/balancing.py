@@ -220,9 +220,23 @@ def _act_stats(snn: ConvertedSNN, ctx: BalanceContext, method: str) -> list[torc
 
 
 def _quantisation_mse(a: np.ndarray, thetas: np.ndarray, T: int) -> np.ndarray:
-    """E[(a - θ/T clip(round(a T/θ), 0, T))^2] for every candidate θ (a: positive samples)."""
-    q = np.clip(np.floor(a[None, :] * (T / thetas[:, None]) + 0.5), 0, T) * (thetas[:, None] / T)
-    return ((a[None, :] - q) ** 2).mean(axis=1)
+    """E[(a - θ/T clip(round(a T/θ), 0, T))^2] for every candidate θ (``a``: positive samples,
+    sorted ascending).
+
+    Exactly, without quantising every sample for every θ: ``a`` rounds to level ``k`` (value
+    ``k θ/T``) on ``[(k - 1/2) θ/T, (k + 1/2) θ/T)`` (to ``T`` above), so with prefix sums of
+    ``a`` and ``a²`` each level adds ``Σa² - 2 q_k Σa + n_k q_k²`` over its slice of the sorted
+    samples -- ``T + 1`` binary searches per θ instead of a pass over all samples."""
+    s1 = np.concatenate([[0.0], np.cumsum(a)])
+    s2 = np.concatenate([[0.0], np.cumsum(a * a)])
+    step = thetas[:, None] / T  # [K, 1]
+    edges = np.searchsorted(a, (np.arange(T) + 0.5)[None, :] * step)  # [K, T]: level k starts here
+    k = len(thetas)
+    bounds = np.concatenate([np.zeros((k, 1), np.int64), edges, np.full((k, 1), a.size)], axis=1)
+    lo, hi = bounds[:, :-1], bounds[:, 1:]  # level k holds a[lo[:, k]:hi[:, k]]
+    q = np.arange(T + 1)[None, :] * step
+    sq = (s2[hi] - s2[lo]) - 2 * q * (s1[hi] - s1[lo]) + (hi - lo) * q * q
+    return sq.sum(axis=1) / a.size
 
 
 def _mse_one(a: np.ndarray, T: int, candidates: int = 100) -> float:
@@ -231,7 +245,8 @@ def _mse_one(a: np.ndarray, T: int, candidates: int = 100) -> float:
         return 0.0
     if a.size > 50_000:  # the error curve is smooth: a subsample finds the same minimum
         a = a[np.random.default_rng(0).choice(a.size, 50_000, replace=False)]
-    thetas = a.max() * np.linspace(1.0 / candidates, 1.0, candidates)
+    a = np.sort(a)
+    thetas = a[-1] * np.linspace(1.0 / candidates, 1.0, candidates)
     return float(thetas[np.argmin(_quantisation_mse(a, thetas, T))])
 
 

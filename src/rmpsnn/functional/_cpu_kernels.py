@@ -333,4 +333,41 @@ def rmp_backward(u, th, p, mode, scale, g):
             g[s0 + i] = -scale * gd
 
 
-__all__ = ["BLOCK", "lif_backward", "lif_forward", "rmp_backward", "rmp_forward"]
+@nb.njit(parallel=True, **_JIT)
+def signed_if_forward(x, th, th_stride, v, count, spikes, upre, store):
+    """Signed IF neurons with memory (inference; see ``functional.neuron.signed_if_multistep``)::
+
+        u[t] = v[t-1] + x[t];  o[t] = +1 if u[t] >= th;  -1 if u[t] < 0 and n[t-1] > 0;  else 0
+        v[t] = u[t] - th o[t];  n[t] = n[t-1] + o[t]
+
+    ``v`` and ``count`` (``[N]``) hold ``v[-1]``, ``n[-1]`` on entry and ``v[T-1]``, ``n[T-1]``
+    on return; ``store`` = 1 writes ``u`` to ``upre``.  The same float32 operations as the
+    PyTorch loop (``o * th`` is exact), so the two agree bit for bit."""
+    T, N = x.shape
+    nblk = (N + BLOCK - 1) // BLOCK
+    one, zero = _ONE, _ZERO
+    for blk in nb.prange(nblk):
+        s0 = blk * BLOCK
+        n = min(N, s0 + BLOCK) - s0
+        thb = np.empty(n, dtype=x.dtype)
+        _fill_param(thb, th, th_stride, s0, n)
+        vb = v[s0 : s0 + n].copy()
+        cb = count[s0 : s0 + n].copy()
+        for t in range(T):
+            xt = x[t, s0 : s0 + n]
+            st = spikes[t, s0 : s0 + n]
+            if store == 1:
+                ut = upre[t, s0 : s0 + n]
+                for i in range(n):
+                    ut[i] = vb[i] + xt[i]
+            for i in range(n):
+                u = vb[i] + xt[i]
+                o = one if u >= thb[i] else (-one if (u < zero and cb[i] > zero) else zero)
+                st[i] = o
+                vb[i] = u - o * thb[i]
+                cb[i] += o
+        v[s0 : s0 + n] = vb
+        count[s0 : s0 + n] = cb
+
+
+__all__ = ["BLOCK", "lif_backward", "lif_forward", "rmp_backward", "rmp_forward", "signed_if_forward"]

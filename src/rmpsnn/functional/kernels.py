@@ -137,7 +137,9 @@ BACKENDS = ("auto", "cpu", "torch", "triton")
 class KernelInfo:
     """What one fused kernel covers: the tensors it runs on and the features it implements."""
 
-    kind: str  # "lif" (the LIF/IF recurrence, also PLIF and learnable-tau LIF) or "rmp" (RMP-Loss)
+    # "lif" (the LIF/IF recurrence, also PLIF and learnable-tau LIF), "rmp" (RMP-Loss) or
+    # "signed_if" (the signed IF neurons of converted networks, inference only)
+    kind: str
     impl: str  # "cpu" or "triton": the name a ``backend=`` argument gives
     auto_devices: tuple[str, ...]  # devices where backend="auto" picks it
     dtypes: tuple[torch.dtype, ...]
@@ -160,6 +162,14 @@ for _kind, _features in (("lif", _ALL_LIF), ("rmp", frozenset())):  # rmp: one s
         KernelInfo(_kind, "triton", ("cuda",), TRITON_DTYPES, _features, triton_available, triton_runs_on),
         help=f"fused Triton kernel ({_kind}), CUDA tensors (CPU under TRITON_INTERPRET=1)",
     )
+
+
+KERNELS.register(
+    "signed_if/cpu",
+    KernelInfo("signed_if", "cpu", ("cpu",), (torch.float32,), frozenset(), numba_available,
+               lambda t: t.device.type == "cpu"),
+    help="fused numba kernel (signed IF neurons of converted networks, inference), float32 CPU tensors",
+)  # fmt: skip
 
 
 def _refusal(

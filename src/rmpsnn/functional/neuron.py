@@ -40,7 +40,7 @@ import torch
 from .. import surrogate as _surrogate
 from ..errors import InputError
 from .fused import fused_backward, fused_forward
-from .kernels import select_kernel
+from .kernels import cpu_kernels, run_kernel, select_kernel
 from .params import (
     IF_PARAMS,
     LIF_PARAMS,
@@ -305,6 +305,7 @@ def signed_if_multistep(
     v_init: torch.Tensor | float = 0.0,
     count_init: torch.Tensor | None = None,
     return_membrane: bool = False,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, ...]:
     """Signed IF neurons with memory (Wang et al., IJCAI 2022), for converted networks: a neuron
     that has fired may take a spike back when its potential drops below zero.
@@ -323,6 +324,9 @@ def signed_if_multistep(
     negative input follows early spikes (the "unevenness error" of plain IF neurons).  At most one
     spike (of either sign) per step.  Inference only.  Returns ``(spikes in {-1, 0, 1}, v[T-1],
     n[T-1])``, plus ``u`` (``[T, ...]``, before the spikes) with ``return_membrane``.
+    ``backend``: as for :func:`lif_multistep` -- a fused kernel where one is registered for
+    ``"signed_if"`` and this tensor (float32 CPU: numba), else this PyTorch loop; both give the
+    same bits.
     """
     fn = "signed_if_multistep"
     if x.ndim < 1 or x.shape[0] == 0:
@@ -335,7 +339,9 @@ def signed_if_multistep(
             raise InputError(f"{fn}: {name} must be finite, got {value}")
     th = torch.as_tensor(v_th, dtype=x.dtype, device=x.device)
     v = torch.as_tensor(v_init, dtype=x.dtype, device=x.device).expand(x.shape[1:]).clone()
-    n = torch.zeros_like(v) if count_init is None else count_init.to(v.dtype).clone()
+    n = torch.zeros_like(v) if count_init is None else count_init.to(v.dtype).expand_as(v).clone()
+    if select_kernel("signed_if", x, backend=backend, fn=fn) == "cpu":
+        return _signed_if_cpu(x, th, v, n, return_membrane)
     spikes = torch.empty_like(x)
     upre = torch.empty_like(x) if return_membrane else None
     for t in range(x.shape[0]):
@@ -347,3 +353,26 @@ def signed_if_multistep(
         n += o
         spikes[t] = o
     return (spikes, v, n, upre) if return_membrane else (spikes, v, n)
+
+
+def _signed_if_cpu(x, th, v, n, return_membrane: bool) -> tuple[torch.Tensor, ...]:
+    """:func:`signed_if_multistep` by the fused numba kernel (``v`` and ``n`` are updated in place)."""
+    k = cpu_kernels()
+    x2 = x.detach().reshape(x.shape[0], -1).contiguous()
+    thp = as_param(th, x.shape[1:], "v_th", x)
+    v, n = v.contiguous(), n.contiguous()
+    spikes = torch.empty_like(x2)
+    upre = torch.empty_like(x2) if return_membrane else torch.empty((1, 1), dtype=x.dtype)
+    run_kernel(
+        k.signed_if_forward,
+        x2.numpy(),
+        thp.flat.numpy(),
+        thp.stride,
+        v.view(-1).numpy(),
+        n.view(-1).numpy(),
+        spikes.numpy(),
+        upre.numpy(),
+        int(return_membrane),
+    )
+    spikes = spikes.view(x.shape)
+    return (spikes, v, n, upre.view(x.shape)) if return_membrane else (spikes, v, n)
