@@ -154,3 +154,21 @@ def test_export_targets_a_peer_and_refuses_an_ann_with_a_hint(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: not a target
         main(["export", "--checkpoint", str(snn), "--target", "brian2"])
     assert "--target: target = 'brian2' is not allowed" not in capsys.readouterr().err  # names the flag once
+
+
+def test_the_command_tunes_the_cpu_allocator_unless_told_not_to(monkeypatch):
+    import sys
+
+    from rmpsnn import devices
+
+    calls = []
+    monkeypatch.setattr(devices, "tune_cpu_allocator", lambda: calls.append(1) or True)
+    assert main(["list", "neurons"]) == 0 and calls == [1]
+    monkeypatch.undo()
+    monkeypatch.setenv("RMPSNN_MALLOC_TUNING", "0")
+    assert devices.tune_cpu_allocator() is False
+    monkeypatch.delenv("RMPSNN_MALLOC_TUNING")
+    glibc = sys.platform.startswith("linux") and hasattr(
+        __import__("ctypes").CDLL(None), "gnu_get_libc_version"
+    )
+    assert devices.tune_cpu_allocator() is glibc

@@ -211,6 +211,36 @@ def test_time_major_and_layer_major_simulation_agree(signed):
         simulate(snn, x, 0)
 
 
+def test_default_pieces_keep_activations_near_the_budget_and_the_probe_leaves_no_trace(monkeypatch):
+    """By default a CPU chunk holds as many steps as keep its largest IF input near PIECE_BYTES
+    (larger tensors are mapped and page-faulted anew on every allocation); the one-image probe
+    that measures the layers runs no neuron, so no recorder, statistic or state sees it."""
+    import sys
+
+    from rmpsnn.neurons import MembraneRecorder
+
+    sim = sys.modules["rmpsnn.conversion.simulate"]
+    ann = _calibrate_bn(Residual(), (32, 3, 8, 8))
+    x = torch.randn(24, 3, 8, 8)
+    snn = convert(ann, x, balance="act-max", calibrate="none")
+    T = 6
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(i[0][0].nbytes)) for m in snn.if_nodes]
+    snn.reset_stats()
+    whole = simulate(snn, x, T, chunk=T)
+    rates = snn.firing_rates()
+    for h in hooks:
+        h.remove()
+    monkeypatch.setattr(sim, "PIECE_BYTES", max(sizes) * 24 * 2 + 1)  # 2 steps of 24 images
+    snn.reset_stats()
+    with MembraneRecorder(snn, detach=True) as rec:
+        out = simulate(snn, x, T)
+    assert [u.shape[:2] for u in rec.membranes] == [(2, 24)] * (3 * len(snn.if_nodes))
+    torch.testing.assert_close(out, whole, rtol=1e-5, atol=1e-5)
+    assert snn.firing_rates() == pytest.approx(rates)
+    assert all(m.v is not None for m in snn.if_nodes)  # the state is the simulation's, not the probe's
+
+
 def test_poisson_encoding_is_seeded_and_converges():
     ann = mlp()
     x = torch.rand(64, 20)

@@ -110,3 +110,51 @@ def test_supported_within_needs_every_longer_interval_above_the_band():
     assert supported_within_from([D(-0.2), D(-0.005), D(-0.02), D(-0.004)], steps) == 8
     assert supported_within_from([D(-0.2), D(-0.005), D(-0.009), D(-0.004)], steps) == 2
     assert supported_within_from([D(-0.2), D(-0.005), D(-0.009), D(-0.04)], steps) is None
+
+
+def _synthetic_result(n: int, wrong: dict[str, list[int]], steps=(1, 2, 4, 8, 16, 32)) -> dict:
+    """A conversion_per_image result: the ANN right on every image, each variant wrong on
+    ``wrong[label][i]`` images at ``steps[i]``."""
+    from rmpsnn.app.claims import DEFAULT, HARD, SOFT  # noqa: F401 -- labels the claims look up
+
+    variants = {}
+    for label, misses in wrong.items():
+        correct = ["0" * k + "1" * (n - k) for k in misses]
+        acc = [(n - k) / n for k in misses]
+        variants[label] = {"timesteps": list(steps), "accuracy": acc, "correct": correct}
+    return {
+        "ann_accuracy": 1.0,
+        "ann_correct": "1" * n,
+        "timesteps": list(steps),
+        "test_images": n,
+        "variants": variants,
+    }
+
+
+def test_headline_claims_are_decided_by_their_intervals():
+    from rmpsnn.app.claims import DEFAULT, FEW_STEPS, HARD, SOFT, conversion_claims
+
+    n = 2000
+    steps = [1, 2, 4, 8, 16, 32]
+    enter = steps.index(FEW_STEPS)
+    # default: 2 of 2000 wrong (-0.1 points, interval far above -1) from FEW_STEPS on; soft from
+    # T = 8 on; hard 8 % wrong throughout (interval far below -1)
+    default = [900] * enter + [2] * (len(steps) - enter)
+    soft = [900, 900, 900, 2, 2, 2]
+    hard = [160] * len(steps)
+    c = conversion_claims(_synthetic_result(n, {DEFAULT: default, SOFT: soft, HARD: hard}))["claims"]
+    assert c["default_within_1pct_at_few_steps"]["supported"]
+    assert c["default_within_1pct_at_few_steps"]["within_from"] == FEW_STEPS
+    assert (
+        c["soft_fewer_steps_than_hard"]["supported"]
+        and c["soft_fewer_steps_than_hard"]["soft_within_from"] == 8
+    )
+    # the default entering one grid step later, or hard reset only 1.5 points below at n = 200: not claimed
+    late = [90] * (enter + 1) + [0] * (len(steps) - enter - 1)
+    c = conversion_claims(
+        _synthetic_result(200, {DEFAULT: late, SOFT: [90, 90, 90, 0, 0, 0], HARD: [3] * 6})
+    )["claims"]
+    assert not c["default_within_1pct_at_few_steps"]["supported"]
+    assert "not supported" in c["default_within_1pct_at_few_steps"]["text"]
+    assert not c["soft_fewer_steps_than_hard"]["supported"]
+    assert "within noise" in c["soft_fewer_steps_than_hard"]["text"]

@@ -221,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    from .devices import tune_cpu_allocator
     from .errors import RmpsnnError
 
+    tune_cpu_allocator()  # the command owns its process: reuse freed tensor memory (see there)
     try:
         if getattr(args, "cfg:run.device", None) is not None:  # one check, naming the option typed
             from .devices import resolve_device
