@@ -77,37 +77,11 @@ def conversion_experiment(
         "variants": {},
     }
     log(f"ANN accuracy {ann_acc:.4f} on {len(test)} test images")
-    max_t = steps[-1]
     for label, kwargs in variants.items():
-        t0 = time.perf_counter()
-        snn = convert(ann, calib, seed=seed, progress=progress, **{**convert_kwargs, **kwargs})
-        t_convert = time.perf_counter() - t0
-        r = evaluate_over_time(
-            snn,
-            normalised(test, mean, std, batch_size=batch_size),
-            timesteps=steps,
-            progress=progress,
-            total_images=len(test),
-        )
-        r["first_T_within_1pct"] = first_within(r, ann_acc, 0.01)
-        r["thresholds"] = snn.thresholds()
-        r["balance"], r["reset"] = snn.balance, snn.reset
-        r["calibrated"] = snn.calibration is not None
-        r["v_init"] = snn.if_nodes[0].v_init
-        r["signed"] = snn.signed
-        r["convert_seconds"] = t_convert
-        result["variants"][label] = r
-        log(
-            f"{label}: "
-            + "  ".join(f"T={t}:{a:.3f}" for t, a in zip(steps, r["accuracy"], strict=True))
-            + f"  ({t_convert:.0f} s to convert, {r['seconds']:.0f} s to simulate)"
-        )
-        within = r["first_T_within_1pct"]
-        log(
-            f"    within 1 % of the ANN from T = {within} on (every longer T simulated stays within)"
-            if within
-            else f"    not within 1 % of the ANN at T = {max_t}"
-        )
+        result["variants"][label] = _variant(
+            ann, calib, test, mean, std, steps, label, {**convert_kwargs, **kwargs},
+            ann_accuracy=ann_acc, seed=seed, batch_size=batch_size, progress=progress, log=log,
+        )  # fmt: skip
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
@@ -120,6 +94,42 @@ def conversion_experiment(
     )
     result["files"] = [str(path), *map(str, figs)]
     return result
+
+
+def _variant(
+    ann, calib, test, mean, std, steps, label, kwargs, *, ann_accuracy, seed, batch_size, progress, log
+):
+    """Convert ``ann`` with ``kwargs`` and evaluate it at every T of ``steps`` on ``test``; logs
+    the accuracies and the "within 1 % from T on" point.  Returns the variant's result."""
+    t0 = time.perf_counter()
+    snn = convert(ann, calib, seed=seed, progress=progress, **kwargs)
+    t_convert = time.perf_counter() - t0
+    r = evaluate_over_time(
+        snn,
+        normalised(test, mean, std, batch_size=batch_size),
+        timesteps=steps,
+        progress=progress,
+        total_images=len(test),
+    )
+    r["first_T_within_1pct"] = first_within(r, ann_accuracy, 0.01)
+    r["thresholds"] = snn.thresholds()
+    r["balance"], r["reset"] = snn.balance, snn.reset
+    r["calibrated"] = snn.calibration is not None
+    r["v_init"] = snn.if_nodes[0].v_init
+    r["signed"] = snn.signed
+    r["convert_seconds"] = t_convert
+    log(
+        f"{label}: "
+        + "  ".join(f"T={t}:{a:.3f}" for t, a in zip(steps, r["accuracy"], strict=True))
+        + f"  ({t_convert:.0f} s to convert, {r['seconds']:.0f} s to simulate)"
+    )
+    within = r["first_T_within_1pct"]
+    log(
+        f"    within 1 % of the ANN from T = {within} on (every longer T simulated stays within)"
+        if within
+        else f"    not within 1 % of the ANN at T = {steps[-1]}"
+    )
+    return r
 
 
 # ----------------------------------------------------------------------------- `rmpsnn convert`

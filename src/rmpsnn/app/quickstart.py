@@ -85,15 +85,12 @@ def run_quickstart(args: QuickstartOptions) -> int:
     small = data.dataset == "digits"
     torch.manual_seed(args.seed)
     train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")
-    size = train_set.images.shape[-1]
     test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
     print(
         f"rmpsnn quickstart: {spec if spec != 'shared' else 'CIFAR-10 (../shared/data)'}, "
         f"{len(train_set)} train / {len(test_set)} test images of {tuple(train_set.images.shape[1:])}; "
         f"results in {out}\n"
     )
-    # the ANN is converted, so it gets the wider net; direct training runs T=4 forward passes
-    width, snn_width = ((16, 32, 64), (16, 32, 64)) if small else ((32, 64, 128), (16, 32, 64))
     phases: dict[str, float] = {}  # seconds from the start at which each stage began
 
     def stage(title: str) -> None:
@@ -102,72 +99,13 @@ def run_quickstart(args: QuickstartOptions) -> int:
 
     # 1. ANN -> SNN conversion, soft vs hard reset
     stage("1/3  train a ReLU ANN, convert it with soft (RMP) and hard reset")
-    ann_train = len(train_set) if small else min(args.train_images, len(train_set))
-    ann, info = train_ann(
-        "ann_cpu_net",
-        data=spec,
-        epochs=args.epochs,
-        batch_size=min(128, max(8, len(train_set) // 8)),
-        lr=0.05,
-        model_kwargs={"width": width, "image_size": size, "in_channels": train_set.images.shape[1]},
-        train_limit=None if small else args.train_images,
-        test_limit=None if small else len(test_conv),
-        seed=args.seed,
-        device=args.device,
-        out=str(out / "ann.safetensors"),
-        run_dir=str(out / "ann"),  # the ANN's run: metrics and checkpoints, like the direct runs
+    conv, steps, ann_train, conversion_seconds = _conversion_stage(
+        args, out, spec, data, train_set, test_conv
     )
-    t_conv = time.perf_counter()
-    calib_set = train_set.balanced(128, seed=args.seed + 1)
-    calibration = torch.cat([x for x, _ in normalised(calib_set, info["mean"], info["std"])])
-    steps = [2**k for k in range(args.max_timesteps.bit_length()) if 2**k <= args.max_timesteps]
-    conv = conversion_per_image(
-        ann,
-        CONVERSION_VARIANTS,
-        calibration,
-        list(normalised(test_conv, info["mean"], info["std"], batch_size=100)),
-        steps,
-        seed=args.seed,
-        device=args.device,
-    )
-    conv.update(model="ann_cpu_net", dataset=data.dataset, train_images=ann_train, seed=args.seed)
-    write_json(out / "conversion.json", conv)
-    plot_accuracy_vs_timesteps(
-        {k: (steps, v["accuracy"]) for k, v in conv["variants"].items()},
-        out / "conversion",
-        ann_accuracy=conv["ann_accuracy"],
-        title="ann_cpu_net: converted SNN accuracy vs timesteps",
-    )
-    conversion_seconds = time.perf_counter() - t_conv
 
     # 2. direct training with and without RMP-Loss
     stage("2/3  train a spiking CNN directly (T=4), without and with RMP-Loss")
-    common = [
-        f"data.dataset={data.dataset}",
-        f"data.root={data.root}",
-        f"model.kwargs.width=[{','.join(map(str, snn_width))}]",
-        "model.readout=mean",
-        f"optim.batch_size={min(64, max(8, len(train_set) // 8))}",
-        f"optim.epochs={args.epochs}",
-        "optim.lr=0.05",
-        "optim.nesterov=true",
-        "optim.warmup_epochs=1",
-        "optim.scale_wide_linear=true",
-        f"run.seed={args.seed}",
-        f"run.device={args.device}",
-        "run.overwrite=true",
-    ]
-    direct_test = len(test_set) if small else min(args.test_images, len(test_set))
-    if not small:
-        common += [f"data.train_limit={args.train_images // 2}", f"data.test_limit={direct_test}"]
-    n_direct = len(train_set) if small else min(args.train_images // 2, len(train_set))
-    print(
-        f"direct training: {n_direct} training images, {direct_test} test images, {args.epochs} epochs each"
-    )
-    runs = {}
-    for arm, on in (("without-rmp-loss", "false"), ("with-rmp-loss", "true")):
-        print(f"-- {arm}")
-        runs[arm] = train(None, [*common, f"rmp.enabled={on}", f"run.out={out / arm}"])
+    runs, n_direct, direct_test = _direct_stage(args, out, data, train_set, test_set)
 
     # 3. report
     stage("3/3  report: figures, tables, energy")
@@ -207,6 +145,91 @@ def run_quickstart(args: QuickstartOptions) -> int:
     print(f"\nReport: {paths['markdown']}  (self-contained: {paths['html']})")
     write_json(out / "summary.json", summary)
     return 0
+
+
+# the ANN is converted, so it gets the wider net; direct training runs T=4 forward passes
+ANN_WIDTH = {"digits": (16, 32, 64), "default": (32, 64, 128)}  # digits: 8x8 images
+SNN_WIDTH = (16, 32, 64)
+
+
+def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train_set, test_conv):
+    """Stage 1: train the ReLU ANN, convert it three ways and evaluate each image by image;
+    writes ``conversion.json`` and the accuracy-vs-T figure.  Returns ``(result, T grid, ANN
+    training images, seconds spent converting and simulating)``."""
+    small = data.dataset == "digits"
+    size = train_set.images.shape[-1]
+    width = ANN_WIDTH["digits" if small else "default"]
+    ann_train = len(train_set) if small else min(args.train_images, len(train_set))
+    ann, info = train_ann(
+        "ann_cpu_net",
+        data=spec,
+        epochs=args.epochs,
+        batch_size=min(128, max(8, len(train_set) // 8)),
+        lr=0.05,
+        model_kwargs={"width": width, "image_size": size, "in_channels": train_set.images.shape[1]},
+        train_limit=None if small else args.train_images,
+        test_limit=None if small else len(test_conv),
+        seed=args.seed,
+        device=args.device,
+        out=str(out / "ann.safetensors"),
+        run_dir=str(out / "ann"),  # the ANN's run: metrics and checkpoints, like the direct runs
+    )
+    t_conv = time.perf_counter()
+    calib_set = train_set.balanced(128, seed=args.seed + 1)
+    calibration = torch.cat([x for x, _ in normalised(calib_set, info["mean"], info["std"])])
+    steps = [2**k for k in range(args.max_timesteps.bit_length()) if 2**k <= args.max_timesteps]
+    conv = conversion_per_image(
+        ann,
+        CONVERSION_VARIANTS,
+        calibration,
+        list(normalised(test_conv, info["mean"], info["std"], batch_size=100)),
+        steps,
+        seed=args.seed,
+        device=args.device,
+    )
+    conv.update(model="ann_cpu_net", dataset=data.dataset, train_images=ann_train, seed=args.seed)
+    write_json(out / "conversion.json", conv)
+    plot_accuracy_vs_timesteps(
+        {k: (steps, v["accuracy"]) for k, v in conv["variants"].items()},
+        out / "conversion",
+        ann_accuracy=conv["ann_accuracy"],
+        title="ann_cpu_net: converted SNN accuracy vs timesteps",
+    )
+    conversion_seconds = time.perf_counter() - t_conv
+    return conv, steps, ann_train, conversion_seconds
+
+
+def _direct_stage(args: QuickstartOptions, out: Path, data, train_set, test_set):
+    """Stage 2: the same spiking CNN trained directly without and with RMP-Loss (same seed, data
+    and epochs).  Returns ``(runs, training images, test images)``."""
+    small = data.dataset == "digits"
+    common = [
+        f"data.dataset={data.dataset}",
+        f"data.root={data.root}",
+        f"model.kwargs.width=[{','.join(map(str, SNN_WIDTH))}]",
+        "model.readout=mean",
+        f"optim.batch_size={min(64, max(8, len(train_set) // 8))}",
+        f"optim.epochs={args.epochs}",
+        "optim.lr=0.05",
+        "optim.nesterov=true",
+        "optim.warmup_epochs=1",
+        "optim.scale_wide_linear=true",
+        f"run.seed={args.seed}",
+        f"run.device={args.device}",
+        "run.overwrite=true",
+    ]
+    direct_test = len(test_set) if small else min(args.test_images, len(test_set))
+    if not small:
+        common += [f"data.train_limit={args.train_images // 2}", f"data.test_limit={direct_test}"]
+    n_direct = len(train_set) if small else min(args.train_images // 2, len(train_set))
+    print(
+        f"direct training: {n_direct} training images, {direct_test} test images, {args.epochs} epochs each"
+    )
+    runs = {}
+    for arm, on in (("without-rmp-loss", "false"), ("with-rmp-loss", "true")):
+        print(f"-- {arm}")
+        runs[arm] = train(None, [*common, f"rmp.enabled={on}", f"run.out={out / arm}"])
+    return runs, n_direct, direct_test
 
 
 def format_summary(summary: dict) -> str:

@@ -305,6 +305,13 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
         plot_training_curves({k: r["metrics"] for k, r in runs.items()}, figs / "training_curves"),
         "training curves",
     )
+    _membrane_section(doc, runs, figs, images)
+    _energy_section(doc, runs)
+
+
+def _membrane_section(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
+    """Membrane-potential distributions, firing rates and per-layer quantization errors of the
+    monitored evaluation, side by side for every run."""
     stats = {k: r["stats"] for k, r in runs.items()}
     doc.h(3, f"Membrane potentials, firing rates (best checkpoint, {images} test images at most)")
     common = [n for n in next(iter(stats.values())).layers if all(n in s.layers for s in stats.values())]
@@ -330,6 +337,10 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
         + ", ".join(f"{k} {_acc_cell(s.accuracy, s.images)} on {s.images} images" for k, s in stats.items())
         + ". Firing rate = spikes per neuron per timestep."
     )
+
+
+def _energy_section(doc: _Doc, runs: dict) -> None:
+    """Operations and energy per image, layer by layer, for every run."""
     doc.h(3, "Operations and energy per image")
     doc.p(
         "ANN = the same network with ReLU, all MACs; SNN = MACs of the analog-input first layer plus one "

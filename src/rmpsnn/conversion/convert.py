@@ -199,52 +199,23 @@ def convert(
         maxpool: ``"spiking"`` (max pooling of the accumulated inputs, which converges to the ANN's
             max pooling: :mod:`.pooling`), ``"avg"`` (replace it by average pooling, with a
             warning) or ``"error"``.
-        chunk: time steps folded into one batch (default: ~512 samples per convolution call).
+        chunk: time steps folded into one batch (default: on CPU as many as keep a call's largest
+            activation near 16 MiB, :data:`~rmpsnn.conversion.simulate.PIECE_BYTES`; 512
+            image-steps elsewhere).
         progress: ``None`` (a progress bar on a terminal, silent otherwise), ``True``/``False``,
             or a callable that receives one line per balanced or calibrated layer.
     """
-    balancer = get_balancer(balance) if balance != "auto" else None  # unknown names: a clear error
-    if calibrate != "auto" and calibrate not in CALIBRATIONS:
-        raise InputError(
-            f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATIONS.names())}"
-        )
-    if reset not in ("soft", "hard"):
-        raise InputError(f"unknown reset {reset!r}; valid values: soft, hard")
-    if not (math.isfinite(scale) and scale > 0):
-        raise InputError(f"scale must be a finite number > 0, got {scale}")
-    if not 0 < percentile <= 100:
-        raise InputError(f"percentile must be in (0, 100], got {percentile}")
-    for name, value in (
-        ("balance_timesteps", balance_timesteps),
-        ("calibration_timesteps", calibration_timesteps),
-        ("calibration_iterations", calibration_iterations),
-    ):
-        if not (isinstance(value, int) and value >= 1):
-            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    _check_v_init(v_init)
-    is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
-    if balance == "auto":
-        balance = "qcfs" if is_qcfs else "mse"
-        balancer = get_balancer(balance)
-    if balance == "qcfs" and not is_qcfs:
-        raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
-    if per_channel is None:
-        per_channel = balance == "mse"
-    if calibrate == "auto":
-        # bias calibration (with θ/2 and signed neurons) only where the thresholds are tuned for the
-        # same short horizon (mse): there it is the few-step design.  Spike-max, act-max and
-        # percentile thresholds aim at long T, where a correction tuned for calibration_timesteps
-        # over-corrects (issue 25: spike-max 54.8 % calibrated vs 59.5 % plain at T = 256), and
-        # QCFS networks are exact without it.
-        calibrate = "bias" if calibration_data is not None and balance == "mse" else "none"
-    if v_init == "auto":
-        v_init = "half" if (is_qcfs or calibrate != "none") else None
-    if signed == "auto":
-        signed = reset == "soft" and v_init == "half"
-    if not isinstance(signed, bool):
-        raise InputError(f"signed must be True, False or 'auto', got {signed!r}")
-    if signed and reset != "soft":
-        raise InputError("signed neurons take spikes back by adding θ: they need reset='soft'")
+    _check_arguments(
+        balance, calibrate, reset, scale, percentile,
+        balance_timesteps=balance_timesteps,
+        calibration_timesteps=calibration_timesteps,
+        calibration_iterations=calibration_iterations,
+        v_init=v_init,
+    )  # fmt: skip
+    balance, per_channel, calibrate, v_init, signed = _resolve_auto(
+        ann, calibration_data is not None, reset, balance, per_channel, calibrate, v_init, signed
+    )
+    balancer = get_balancer(balance)
     device = next((p.device for p in ann.parameters()), torch.device("cpu"))
     batches = None
     input_max = 1.0
@@ -306,6 +277,54 @@ def convert(
         m.reset_stats()
     snn.balance, snn.reset, snn.scale, snn.signed = balance, reset, scale, signed
     return snn
+
+
+def _check_arguments(balance, calibrate, reset, scale, percentile, *, v_init, **step_counts) -> None:
+    """Refuse unknown names and out-of-range numbers before any work (one line each)."""
+    if balance != "auto":
+        get_balancer(balance)  # unknown names: a clear error
+    if calibrate != "auto" and calibrate not in CALIBRATIONS:
+        raise InputError(
+            f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATIONS.names())}"
+        )
+    if reset not in ("soft", "hard"):
+        raise InputError(f"unknown reset {reset!r}; valid values: soft, hard")
+    if not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a finite number > 0, got {scale}")
+    if not 0 < percentile <= 100:
+        raise InputError(f"percentile must be in (0, 100], got {percentile}")
+    for name, value in step_counts.items():
+        if not (isinstance(value, int) and value >= 1):
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    _check_v_init(v_init)
+
+
+def _resolve_auto(ann, has_data: bool, reset, balance, per_channel, calibrate, v_init, signed):
+    """What every ``"auto"`` (and ``per_channel=None``) of :func:`convert` resolves to, checked
+    against the others: ``(balance, per_channel, calibrate, v_init, signed)``."""
+    is_qcfs = any(isinstance(m, QCFS) for m in ann.modules())
+    if balance == "auto":
+        balance = "qcfs" if is_qcfs else "mse"
+    if balance == "qcfs" and not is_qcfs:
+        raise InputError("balance='qcfs' needs an ANN trained with QCFS activations (activation='qcfs')")
+    if per_channel is None:
+        per_channel = balance == "mse"
+    if calibrate == "auto":
+        # bias calibration (with θ/2 and signed neurons) only where the thresholds are tuned for the
+        # same short horizon (mse): there it is the few-step design.  Spike-max, act-max and
+        # percentile thresholds aim at long T, where a correction tuned for calibration_timesteps
+        # over-corrects (issue 25: spike-max 54.8 % calibrated vs 59.5 % plain at T = 256), and
+        # QCFS networks are exact without it.
+        calibrate = "bias" if has_data and balance == "mse" else "none"
+    if v_init == "auto":
+        v_init = "half" if (is_qcfs or calibrate != "none") else None
+    if signed == "auto":
+        signed = reset == "soft" and v_init == "half"
+    if not isinstance(signed, bool):
+        raise InputError(f"signed must be True, False or 'auto', got {signed!r}")
+    if signed and reset != "soft":
+        raise InputError("signed neurons take spikes back by adding θ: they need reset='soft'")
+    return balance, per_channel, calibrate, v_init, signed
 
 
 def _check_v_init(v_init) -> None:
