@@ -356,12 +356,10 @@ def signed_if_forward(x, th, th_stride, v, count, spikes, upre, store):
         for t in range(T):
             xt = x[t, s0 : s0 + n]
             st = spikes[t, s0 : s0 + n]
-            if store == 1:
-                ut = upre[t, s0 : s0 + n]
-                for i in range(n):
-                    ut[i] = vb[i] + xt[i]
             for i in range(n):
                 u = vb[i] + xt[i]
+                if store == 1:
+                    upre[t, s0 + i] = u
                 o = one if u >= thb[i] else (-one if (u < zero and cb[i] > zero) else zero)
                 st[i] = o
                 vb[i] = u - o * thb[i]
