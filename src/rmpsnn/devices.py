@@ -66,7 +66,7 @@ def tune_cpu_allocator() -> bool:
     By default glibc serves every allocation above a threshold (adapting up to 32 MiB) with a
     fresh ``mmap`` and unmaps it when freed, so a CPU training step or simulation chunk whose
     activations are that large page-faults all of them in again at every step: on 2 cores the
-    quickstart's direct training spent ~25 % of its time in the kernel doing so.  Raising the
+    quickstart's direct training spent about 30 % of its time in the kernel doing so.  Raising the
     mmap and trim thresholds to 1 GiB lets the heap reuse the memory (the same thing PyTorch's
     CPU tuning guide gets by preloading jemalloc or tcmalloc).  The cost: up to 1 GiB freed after
     a peak stays mapped to the process.  Returns whether the thresholds were set."""

@@ -251,7 +251,7 @@ def simulate(
         return encode_input(x, steps, snn.encoding, snn.input_max, gen)
 
     walk = _GraphWalk(snn)
-    if samples_per_call is None:
+    if samples_per_call is None and (layer_step is not None or not chunk):  # else unused
         samples_per_call = _auto_samples_per_call(walk, batches[0])
     if layer_step is not None:
         per = max(1, samples_per_call // timesteps)
