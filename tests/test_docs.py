@@ -20,12 +20,25 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _blocks(lang: str) -> list[tuple[str, int, str]]:
+    """The fenced blocks whose info string is ``lang`` ("" for bare fences): (where, line, code).
+    Fences are paired in order, so the closing fence of a ```text block is never taken for the
+    opening of a bare one."""
     out = []
     for f in FILES:
-        text = f.read_text()
-        for m in re.finditer(rf"^```{lang}\n(.*?)^```", text, re.S | re.M):
-            line = text[: m.start()].count("\n") + 1
-            out.append((f"{f.relative_to(ROOT)}:{line}", line, m.group(1)))
+        lines = f.read_text().splitlines(keepends=True)
+        i = 0
+        while i < len(lines):
+            fence = re.match(r"^```(\S*)\s*$", lines[i])
+            i += 1
+            if not fence:
+                continue
+            start, body = i, []
+            while i < len(lines) and not re.match(r"^```\s*$", lines[i]):
+                body.append(lines[i])
+                i += 1
+            i += 1  # the closing fence
+            if fence.group(1) == lang:
+                out.append((f"{f.relative_to(ROOT)}:{start}", start, "".join(body)))
     return out
 
 
