@@ -28,8 +28,11 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
         "32",
         "--test-images",
         "12",
-        "--max-timesteps",
-        "8",
+        "--timesteps",
+        "1",
+        "2",
+        "4",
+        "6",
         "--out",
         str(out),
     ]
@@ -38,7 +41,7 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
     for part in ("== 1/3", "== 2/3", "== 3/3", "soft reset (RMP)", "hard reset", "with-rmp-loss", "Report:"):
         assert part in text, part
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["timesteps"] == [1, 2, 4, 8] and set(summary["conversion"]) == set(CONVERSION_VARIANTS)
+    assert summary["timesteps"] == [1, 2, 4, 6] and set(summary["conversion"]) == set(CONVERSION_VARIANTS)
     assert set(summary["direct"]) == {"without-rmp-loss", "with-rmp-loss"}
     assert (out / "report" / "report.html").stat().st_size > 10_000  # figures embedded
     md = (out / "report" / "report.md").read_text()

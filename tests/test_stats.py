@@ -158,3 +158,13 @@ def test_headline_claims_are_decided_by_their_intervals():
     assert "not supported" in c["default_within_1pct_at_few_steps"]["text"]
     assert not c["soft_fewer_steps_than_hard"]["supported"]
     assert "within noise" in c["soft_fewer_steps_than_hard"]["text"]
+
+
+def test_claim_entering_at_the_longest_T_says_so():
+    from rmpsnn.app.claims import DEFAULT, FEW_STEPS, conversion_claims
+
+    steps = [1, 2, 4, 8, FEW_STEPS]
+    c = conversion_claims(_synthetic_result(2000, {DEFAULT: [900, 900, 900, 900, 2]}, steps=steps))
+    text = c["claims"]["default_within_1pct_at_few_steps"]["text"]
+    assert c["claims"]["default_within_1pct_at_few_steps"]["supported"]
+    assert "the longest T simulated" in text and f"from {FEW_STEPS} to {FEW_STEPS}" not in text

@@ -95,7 +95,10 @@ def _flag_type(owner: type, f: dataclasses.Field, key: str):
 
 def add_flat_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """One argument per field of the flat options class ``cls`` (``--timesteps``, ...)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    defaults = {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory() or None
+        for f in dataclasses.fields(cls)
+    }
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -106,7 +109,10 @@ def add_flat_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[
             continue
         flags = (f"--{f.name.replace('_', '-')}", *f.metadata.get("flags", ()))
         shown = None if required or defaults[f.name] in (None, dataclasses.MISSING) else defaults[f.name]
-        text = None if shown is None else _default_text(shown)
+        if isinstance(shown, list):  # as typed: --timesteps 1 2 4
+            text = " ".join(map(str, shown))
+        else:
+            text = None if shown is None else _default_text(shown)
         _add(parser, flags, f, cls, dest=f.name, default_text=text, required=required)
 
 

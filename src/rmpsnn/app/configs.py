@@ -9,7 +9,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import above, at_least, check_fields, imports_option, in_range, option, read_config, set_values
+from ..config import (
+    Check,
+    above,
+    at_least,
+    check_fields,
+    imports_option,
+    in_range,
+    option,
+    read_config,
+    set_values,
+)
 from ..data.config import DataConfig
 from ..errors import ConfigError
 
@@ -235,6 +245,14 @@ class DemoOptions:
     rounds: int = option(5, help="timing rounds of part 3 (0 skips it)", check=at_least(0))
 
 
+def _increasing_steps(v: list) -> bool:
+    whole = all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in v)
+    return bool(v) and whole and v == sorted(set(v))
+
+
+INCREASING_STEPS = Check(_increasing_steps, "must be increasing whole numbers >= 1")
+
+
 @dataclass
 class QuickstartOptions:
     """``rmpsnn quickstart``: both routes on offline data in minutes (conversion soft vs hard reset,
@@ -242,15 +260,20 @@ class QuickstartOptions:
 
     data: str = option("auto", help="auto (shared CIFAR-10, else digits), shared, digits, or a path")
     epochs: int = option(3, help="epochs of the ANN and of each direct run", check=at_least(1))
-    train_images: int = option(
-        8000, help="CIFAR-10 training subset (the direct runs use half)", check=at_least(1)
+    train_images: int = option(8000, help="CIFAR-10 training subset of the ANN", check=at_least(1))
+    direct_train_images: int = option(
+        2000, help="CIFAR-10 training subset of each direct run", check=at_least(1)
     )
     test_images: int = option(
-        1000,
+        2000,
         help="class-balanced CIFAR-10 test subset (conversion and direct runs; the 95 % intervals need it)",
         check=at_least(1),
     )
-    max_timesteps: int = option(32, help="largest T of the conversion curve", check=at_least(1))
+    timesteps: list = option(
+        default_factory=lambda: [1, 2, 4, 8, 12, 16],
+        help="T of the conversion curve (one simulation of the longest; the read-out accumulates)",
+        check=INCREASING_STEPS,
+    )
     device: str = option("cpu", help=DEVICE_HELP)
     seed: int = option(0, help="random seed", check=SEED_RANGE)
     out: str = option("runs/quickstart", help="output directory (runs, figures, report)")

@@ -2,7 +2,7 @@
 
 1. Train a small ReLU ANN and convert it three ways: rmpsnn's default conversion (calibrated, soft
    reset, signed neurons), and the calibrated conversion with plain soft-reset (RMP) neurons and
-   the same with hard reset -- the RMP-SNN comparison; evaluate each over T = 1, 2, 4, ..., 32
+   the same with hard reset -- the RMP-SNN comparison; evaluate each over T = 1, 2, 4, 8, 12, 16
    next to the ANN, image by image on the same test images (paired comparisons).
 2. Train a small spiking CNN directly, with and without RMP-Loss (same seed, data and epochs),
    and compare accuracy and quantisation error.
@@ -177,7 +177,7 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
     t_conv = time.perf_counter()
     calib_set = train_set.balanced(128, seed=args.seed + 1)
     calibration = torch.cat([x for x, _ in normalised(calib_set, info["mean"], info["std"])])
-    steps = [2**k for k in range(args.max_timesteps.bit_length()) if 2**k <= args.max_timesteps]
+    steps = list(args.timesteps)
     conv = conversion_per_image(
         ann,
         CONVERSION_VARIANTS,
@@ -220,8 +220,8 @@ def _direct_stage(args: QuickstartOptions, out: Path, data, train_set, test_set)
     ]
     direct_test = len(test_set) if small else min(args.test_images, len(test_set))
     if not small:
-        common += [f"data.train_limit={args.train_images // 2}", f"data.test_limit={direct_test}"]
-    n_direct = len(train_set) if small else min(args.train_images // 2, len(train_set))
+        common += [f"data.train_limit={args.direct_train_images}", f"data.test_limit={direct_test}"]
+    n_direct = len(train_set) if small else min(args.direct_train_images, len(train_set))
     print(
         f"direct training: {n_direct} training images, {direct_test} test images, {args.epochs} epochs each"
     )

@@ -110,7 +110,7 @@ class IFNode(IF):
     def reset_stats(self) -> None:
         self.spike_count, self.neuron_steps = 0.0, 0.0
 
-    def _theta(self, x: torch.Tensor) -> torch.Tensor:
+    def step_threshold(self, x: torch.Tensor) -> torch.Tensor:
         """θ shaped to multiply one step's output ``[B, C, ...]`` (per channel: axis 1)."""
         th = self.v_th.to(x.dtype)
         if th.ndim == 1:
@@ -122,7 +122,7 @@ class IFNode(IF):
             x = add_per_channel(x, self.bias)
         xt = x.unflatten(0, (self.chunk, x.shape[0] // self.chunk))
         if self.v is None and self._v_init_fraction is not None:
-            self.v = self._theta(xt[0]) * self._v_init_fraction
+            self.v = self.step_threshold(xt[0]) * self._v_init_fraction
         if self.signed:
             spikes = self._signed(xt)
         else:
@@ -130,20 +130,20 @@ class IFNode(IF):
         # spikes of either sign cost a synaptic event; a tensor: no device sync per chunk
         self.spike_count = self.spike_count + (spikes.abs().sum() if self.signed else spikes.sum())
         self.neuron_steps += spikes.numel()
-        return (spikes * self._theta(xt[0]).unsqueeze(0)).flatten(0, 1)
+        return (spikes * self.step_threshold(xt[0]).unsqueeze(0)).flatten(0, 1)
 
     def _signed(self, xt: torch.Tensor) -> torch.Tensor:
-        th = self._theta(xt[0])
+        th = self.step_threshold(xt[0])
         v0 = self.v
         if v0 is None:
             v0 = (
                 th / 2 if self._params.v_init == "half" else torch.zeros((), dtype=xt.dtype, device=xt.device)
             )
-        record = bool(self._membrane_sinks)
+        record = self.recording
         out = signed_if_multistep(xt, th, v_init=v0, count_init=self.count, return_membrane=record)
         spikes, self.v, self.count = out[:3]
-        for sink in self._membrane_sinks:  # MembraneRecorder and monitors see signed neurons too
-            sink._record(self, out[3])
+        if record:  # MembraneRecorder and monitors see signed neurons too
+            self._emit(out[3])
         return spikes
 
     @property

@@ -78,7 +78,7 @@ class _Spikes:
     def __init__(self, out: torch.Tensor, node: IFNode):
         # θ > 0, so the output's sign is the spike's
         self.spikes = torch.sign(out).to(torch.int8) if node.signed else out != 0
-        self.theta = node._theta(out)
+        self.theta = node.step_threshold(out)
         self.dtype = out.dtype
 
     def tensor(self) -> torch.Tensor:

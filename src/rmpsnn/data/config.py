@@ -29,7 +29,7 @@ DATASETS: Registry[Callable] = Registry("data set", error=ConfigError)
 
 # the modules whose data sets register when they are imported (read on the first look-up, so that
 # importing this module stays cheap)
-_BUILTIN_MODULES = (".resolve", ".events", ".images")
+_BUILTIN_MODULES = (".resolve", ".events", ".emulated", ".images")
 _builtins_loaded = False
 
 

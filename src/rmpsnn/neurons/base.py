@@ -110,7 +110,7 @@ class Neuron(Stateful):
 
     def _emit(self, upre: torch.Tensor) -> None:
         for sink in self._membrane_sinks:
-            sink._record(self, upre)
+            sink.record(self, upre)
 
 
 class OutputIntegrator(Stateful):
@@ -234,7 +234,9 @@ class MembraneRecorder:
             if self in m._membrane_sinks:
                 m._membrane_sinks.remove(self)
 
-    def _record(self, module: Neuron, upre: torch.Tensor) -> None:
+    def record(self, module: Neuron, upre: torch.Tensor) -> None:
+        """Take ``module``'s pre-spike potential ``upre`` ``[T, B, ...]`` (called by the neuron's
+        :meth:`Neuron._emit` while this recorder is attached; modules it does not watch are ignored)."""
         name = self._name_of.get(id(module))
         if name is None:
             return

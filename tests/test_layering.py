@@ -1,0 +1,64 @@
+"""The package's layering rules, read from the source: no module reaches another rmpsnn module's
+private names (``obj._x`` on an object that is not ``self``/``cls`` where ``_x`` is defined in
+another module, or ``from m import _x``).  Package-private modules (``from . import _cpu_kernels``)
+are imported whole by their package, and torch's own private bases (``_BatchNorm``) are torch's
+business."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rmpsnn"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _defined_here(tree: ast.AST) -> set[str]:
+    """Private names a module defines itself: functions, classes, attributes it assigns."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return {n for n in names if _private(n)}
+
+
+def _violations(path: Path, ours: set[str]) -> list[str]:
+    """``ours``: the private names defined anywhere in rmpsnn."""
+    tree = ast.parse(path.read_text(), str(path))
+    own = _defined_here(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            for alias in node.names:
+                if _private(alias.name):
+                    found.append(f"{path.name}:{node.lineno} imports {alias.name} from {node.module}")
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr in ours - own:
+            owner = node.value.id if isinstance(node.value, ast.Name) else None
+            if owner not in ("self", "cls", "super"):
+                found.append(f"{path.name}:{node.lineno} reaches {ast.unparse(node)}")
+    return found
+
+
+def test_the_rule_catches_what_it_should(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from .other import _hidden\n\ndef f(sink):\n    sink._record(1)\n")
+    good = tmp_path / "good.py"
+    good.write_text("class A:\n    def _x(self):\n        return self._y\n\ndef g(a):\n    return a._x()\n")
+    ours = {"_hidden", "_record", "_x", "_y"}
+    assert len(_violations(bad, ours)) == 2
+    assert _violations(good, ours) == []
+    assert _violations(bad, set()) == [_violations(bad, ours)[0]]  # not ours: not our business
+
+
+def test_no_module_reaches_another_modules_private_names():
+    paths = sorted(SRC.rglob("*.py"))
+    ours = set().union(*(_defined_here(ast.parse(p.read_text())) for p in paths))
+    found = [v for path in paths for v in _violations(path, ours)]
+    assert not found, "\n".join(found)
