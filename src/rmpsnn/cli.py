@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
+from collections.abc import Callable
 
 from . import __version__
 from .errors import InputError
@@ -46,8 +48,6 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _resume_overrides(args: argparse.Namespace) -> list[str]:
-    import json
-
     if args.config is not None:
         raise InputError("give either --config or --resume, not both (a resumed run keeps its config)")
     return [f"{k}={json.dumps(v)}" for k, v in _overrides(args).items() if k != "run.imports"]
@@ -70,7 +70,7 @@ def _train_ann(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .training.ann import ann_config, fit_ann, save_ann
-    from .training.trainer import resume_config
+    from .training.rundir import resume_config
 
     if args.resume is not None:
         run_dir = Path(args.resume)
@@ -96,7 +96,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _options(cls: type, args: argparse.Namespace):
-    """The command's options object, its device resolved (once, naming ``--device``)."""
+    """The command's options object, its device resolved (naming ``--device``)."""
     from .app.arguments import options_from_args
 
     opts = options_from_args(cls, args)
@@ -107,15 +107,24 @@ def _options(cls: type, args: argparse.Namespace):
     return opts
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from .app.checkpoints import evaluate_checkpoint
-    from .app.configs import EvaluateOptions
-    from .plugins import import_plugins, stored_imports
+def _on_checkpoint(options: str, action: str) -> Callable[[argparse.Namespace], int]:
+    """``evaluate`` and ``export``: the plugins stored with the checkpoint's run are imported
+    first, then ``rmpsnn.app.checkpoints.<action>(options)`` runs."""
 
-    opts = _options(EvaluateOptions, args)
-    import_plugins(stored_imports(opts.checkpoint))
-    evaluate_checkpoint(opts)
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        from .app import checkpoints, configs
+        from .plugins import import_plugins, stored_imports
+
+        opts = _options(getattr(configs, options), args)
+        import_plugins(stored_imports(opts.checkpoint))
+        getattr(checkpoints, action)(opts)
+        return 0
+
+    return run
+
+
+_evaluate = _on_checkpoint("EvaluateOptions", "evaluate_checkpoint")
+_export = _on_checkpoint("ExportOptions", "export_checkpoint")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -128,17 +137,6 @@ def _report(args: argparse.Namespace) -> int:
         import_plugins(stored_imports(run))
     paths = write_report(opts.runs, opts.out, images=opts.images, device=opts.device, title=opts.title)
     print(f"wrote {paths['markdown']} and {paths['html']}")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from .app.checkpoints import export_checkpoint
-    from .app.configs import ExportOptions
-    from .plugins import import_plugins, stored_imports
-
-    opts = _options(ExportOptions, args)
-    import_plugins(stored_imports(opts.checkpoint))
-    export_checkpoint(opts)
     return 0
 
 
@@ -176,7 +174,6 @@ SUMMARIES = {
     "export": "export a trained spiking model to NIR or safetensors + JSON",
     "list": "the registered models, data sets, neurons, surrogates, balancers",
 }
-
 
 RUN = {
     "demo": _demo, "quickstart": _quickstart, "train-ann": _train_ann, "convert": _convert, "train": _train,

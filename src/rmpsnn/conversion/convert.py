@@ -39,6 +39,7 @@ calibration).  RMP-SNN exactly as published is
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -217,16 +218,12 @@ def convert(
     )
     balancer = get_balancer(balance)
     device = next((p.device for p in ann.parameters()), torch.device("cpu"))
-    batches = None
-    input_max = 1.0
-    if calibration_data is not None:
-        batches = [x.to(device) if torch.is_tensor(x) else x for x in _batches(calibration_data)]
-        if not batches or sum(len(x) for x in batches) == 0:
-            raise InputError("calibration_data is empty; give a few hundred training inputs")
+    batches = _calibration_batches(calibration_data, device)
     # the example resolves negative dims and catches wrong shapes before any work
     graph, if_names = build_snn_graph(
         ann, reset=reset, maxpool=maxpool, example=batches[0] if batches else None
     )
+    input_max = 1.0
     if batches:
         dtype = next((p.dtype for p in graph.parameters()), None)
         for x in batches:
@@ -238,34 +235,20 @@ def convert(
     snn = ConvertedSNN(graph, if_names, encoding=encoding, input_max=input_max, seed=seed, chunk=chunk).to(
         device
     )
-    nodes = snn.if_nodes
-    for m in nodes:
-        m.v_init = v_init
-        m.per_channel = per_channel
-        m.signed = signed
-
-    with _Progress(
-        progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
-    ) as report:
-        ctx = BalanceContext(
-            batches,
-            per_channel=per_channel,
-            scale=scale,
-            percentile=percentile,
-            seed=seed,
-            balance_timesteps=balance_timesteps,
-            calibration_timesteps=calibration_timesteps,
-            progress=report,
-        )
-        thresholds = balancer.fn(snn, ctx)
-    if len(thresholds) != len(nodes):
-        raise ConversionError(
-            f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"
-        )
-    for m, th in zip(nodes, thresholds, strict=True):
-        m.set_threshold(capped(positive_threshold(torch.as_tensor(th), m.layer_name).to(device) * scale, m))
+    for m in snn.if_nodes:
+        m.v_init, m.per_channel, m.signed = v_init, per_channel, signed
+    ctx = BalanceContext(
+        batches,
+        per_channel=per_channel,
+        scale=scale,
+        percentile=percentile,
+        seed=seed,
+        balance_timesteps=balance_timesteps,
+        calibration_timesteps=calibration_timesteps,
+    )
+    _balance(snn, balance, ctx, progress, device)
     if calibrate != "none":
-        with _Progress(progress, len(nodes), f"{calibrate} calibration") as report:
+        with _Progress(progress, len(snn.if_nodes), f"{calibrate} calibration") as report:
             snn.calibration = CALIBRATIONS.get(calibrate)(
                 snn,
                 batches,
@@ -273,10 +256,38 @@ def convert(
                 iterations=calibration_iterations,
                 progress=report,
             )
-    for m in nodes:
+    for m in snn.if_nodes:
         m.reset_stats()
     snn.balance, snn.reset, snn.scale, snn.signed = balance, reset, scale, signed
     return snn
+
+
+def _calibration_batches(calibration_data, device) -> list[torch.Tensor] | None:
+    """The calibration inputs as a list of batches on ``device`` (``None`` when not given)."""
+    if calibration_data is None:
+        return None
+    batches = [x.to(device) if torch.is_tensor(x) else x for x in _batches(calibration_data)]
+    if not batches or sum(len(x) for x in batches) == 0:
+        raise InputError("calibration_data is empty; give a few hundred training inputs")
+    return batches
+
+
+def _balance(snn: ConvertedSNN, balance: str, ctx: BalanceContext, progress, device) -> None:
+    """Set every IF layer's threshold from the balancer ``balance`` (times ``ctx.scale``, capped
+    where the ANN clipped its activation)."""
+    balancer = get_balancer(balance)
+    nodes = snn.if_nodes
+    with _Progress(
+        progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
+    ) as report:
+        thresholds = balancer.fn(snn, dataclasses.replace(ctx, progress=report))
+    if len(thresholds) != len(nodes):
+        raise ConversionError(
+            f"balance={balance!r} returned {len(thresholds)} thresholds for {len(nodes)} IF layers"
+        )
+    for m, th in zip(nodes, thresholds, strict=True):
+        th = positive_threshold(torch.as_tensor(th), m.layer_name).to(device)
+        m.set_threshold(capped(th * ctx.scale, m))
 
 
 def _check_arguments(balance, calibrate, reset, scale, percentile, *, v_init, **step_counts) -> None:

@@ -10,6 +10,8 @@ Guarantees (see docs/training.md):
   (On systems without ``fcntl`` the lock is a no-op.)
 - **Temporary files.** Checkpoints are written to a temporary file and renamed; temporary
   files left by a killed write are removed when the next process takes the lock.
+- **Resume.** A run continues with the configuration it began with (``config.yaml``); only where and
+  how it runs may be changed (:func:`resume_config`).
 - **Metrics.** ``metrics.jsonl`` is read line by line; a cut-off *last* line (a kill during the
   write) is dropped, and any other broken line is an error naming the file and line.
 """
@@ -22,13 +24,24 @@ import socket
 from pathlib import Path
 
 from ..errors import CheckpointError, InputError, RunLockedError
+from .config import ConfigError, TrainConfig, load_config
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["RunLock", "read_metrics", "remove_stale_temp_files"]
+__all__ = ["RunLock", "read_metrics", "remove_stale_temp_files", "resume_config"]
+
+# keys a resumed run may change: where and how it runs, not what it computes
+_RESUMABLE_OVERRIDES = (
+    "run.device",
+    "run.progress",
+    "run.tensorboard",
+    "run.checkpoint_every",
+    "run.checkpoint_minutes",
+    "run.time_budget_min",
+)
 
 
 class RunLock:
@@ -109,3 +122,21 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
                 f"{path}, line {i + 1}: not a JSON record ({e}); the file was edited or damaged"
             ) from e
     return records
+
+
+def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The configuration of the run in ``run_dir``, checked to be resumable, with the overrides
+    a resumed run may change (where and how it runs, not what it computes)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the run's directory")
+    if not (run_dir / "last.safetensors").is_file():
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint (last.safetensors) to resume from; start it again"
+        )
+    bad = [o for o in (overrides or []) if o.split("=", 1)[0] not in _RESUMABLE_OVERRIDES]
+    if bad:
+        raise ConfigError(
+            f"cannot change {', '.join(bad)} when resuming (the run must continue as it began); "
+            f"allowed: {', '.join(_RESUMABLE_OVERRIDES)}"
+        )
+    return load_config(run_dir / "config.yaml", overrides)

@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import CheckpointError
 from ..errors import NonFiniteError
 from ..io import write_text
 from ..limits import check_simulation
@@ -51,22 +50,13 @@ from .distributed import init_distributed
 from .evaluate import evaluate_model
 from .objective import build_objective
 from .optim import build_optimizer
-from .rundir import RunLock, remove_stale_temp_files
+from .rundir import RunLock, remove_stale_temp_files, resume_config
 from .setup import build_data, model_kwargs
 from .sinks.base import SINKS
 from .summary import already_finished, epoch_line, finish
 
-__all__ = ["Trainer", "build_data", "evaluate_model", "resume_config", "train"]
+__all__ = ["Trainer", "build_data", "evaluate_model", "train"]
 
-# keys a resumed run may change: where and how it runs, not what it computes
-_RESUMABLE_OVERRIDES = (
-    "run.device",
-    "run.progress",
-    "run.tensorboard",
-    "run.checkpoint_every",
-    "run.checkpoint_minutes",
-    "run.time_budget_min",
-)
 _TAIL_COLUMNS = (
     "loss",
     "train_accuracy",
@@ -361,24 +351,6 @@ class Trainer:
         self.history.append(rec)
         self.log(epoch_line(self, rec))
         return rec
-
-
-def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
-    """The configuration of the run in ``run_dir``, checked to be resumable, with the overrides
-    a resumed run may change (where and how it runs, not what it computes)."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the run's directory")
-    if not (run_dir / "last.safetensors").is_file():
-        raise CheckpointError(
-            f"{run_dir} has no checkpoint (last.safetensors) to resume from; start it again"
-        )
-    bad = [o for o in (overrides or []) if o.split("=", 1)[0] not in _RESUMABLE_OVERRIDES]
-    if bad:
-        raise ConfigError(
-            f"cannot change {', '.join(bad)} when resuming (the run must continue as it began); "
-            f"allowed: {', '.join(_RESUMABLE_OVERRIDES)}"
-        )
-    return load_config(run_dir / "config.yaml", overrides)
 
 
 def train(
