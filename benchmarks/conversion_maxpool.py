@@ -5,7 +5,9 @@
 2. converts it with the default conversion twice -- spiking max pooling (``maxpool="spiking"``,
    the default) and the average-pool replacement (``maxpool="avg"``) -- and reports accuracy vs T;
 3. for spike-max, act-max, percentile and mse balancing, converts with ``calibrate="auto"`` and
-   ``"none"`` and reports both at every T (``auto`` must never be worse at the longest T).
+   ``"none"`` and reports both at every T, and ``auto - none`` image by image (paired 95 %
+   interval, :func:`rmpsnn.analysis.stats.paired_difference`; ``auto`` must never be worse at the
+   longest T).
 
 Prints one JSON line (and writes it to --out).  One run; the figures are noisy on a busy machine.
 
@@ -58,8 +60,21 @@ def train(net, x, y, seconds, batch=128, seed=0):
     return net.eval(), steps
 
 
+@torch.no_grad()
+def hits_over_time(snn, x, y, steps, batch=100) -> torch.Tensor:
+    """``[len(steps), N]``: which test images the SNN gets right at each T of ``steps`` (one
+    simulation of ``max(steps)``; the read-out accumulates)."""
+    idx = torch.tensor([t - 1 for t in steps])
+    rows = []
+    for i in range(0, len(y), batch):
+        out = snn(x[i : i + batch], steps[-1])  # [T, B, K]
+        rows.append(out[idx].argmax(-1) == y[i : i + batch].unsqueeze(0))
+    return torch.cat(rows, 1)
+
+
 def main(argv=None):
-    from rmpsnn.conversion import convert, evaluate_over_time
+    from rmpsnn.analysis.stats import paired_difference
+    from rmpsnn.conversion import convert
     from rmpsnn.data import shared_cifar10
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,7 +112,7 @@ def main(argv=None):
             for c in ("auto", "none")
         },
     }
-    done = {}
+    done, hits_of = {}, {}
     for label, kwargs in variants.items():
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -109,13 +124,28 @@ def main(argv=None):
         if resolved in done:  # auto resolved to exactly the "none" conversion: the same SNN
             r = dict(done[resolved], same_conversion_as=done[resolved]["label"])
         else:
-            r = evaluate_over_time(snn, (xt, yt), timesteps=steps_t, warn_after_s=None)
-            r = {"label": label, "accuracy": r["accuracy"], "seconds": time.perf_counter() - t0}
+            hits = hits_over_time(snn, xt, yt, steps_t)
+            seconds = time.perf_counter() - t0
+            r = {"label": label, "accuracy": hits.float().mean(1).tolist(), "seconds": seconds}
             done[resolved] = r
+            hits_of[label] = hits
         r["calibrated"] = snn.calibration is not None
+        hits_of.setdefault(label, hits_of[r.get("same_conversion_as", label)])
         out["variants"][label] = r
         curve = " ".join(f"{t}:{a:.3f}" for t, a in zip(steps_t, r["accuracy"], strict=True))
         print(label, curve, flush=True)
+    # auto - none, image by image, at every T (the same images: a paired interval)
+    out["calibrate_auto_minus_none"] = {}
+    for b in ("spike-max", "act-max", "percentile", "mse"):
+        if out["variants"][f"{b}, calibrate=none"].get("same_conversion_as") == f"{b}, calibrate=auto":
+            out["calibrate_auto_minus_none"][b] = "the same conversion"
+            print(f"{b}: calibrate=auto resolves to the same conversion as none", flush=True)
+            continue
+        auto, none = hits_of[f"{b}, calibrate=auto"], hits_of[f"{b}, calibrate=none"]
+        diffs = [paired_difference(a.tolist(), n.tolist()) for a, n in zip(auto, none, strict=True)]
+        out["calibrate_auto_minus_none"][b] = [d.to_dict() for d in diffs]
+        last = f"{diffs[-1].text()} (paired, n = {len(yt)})"
+        print(f"{b}: auto - none at T = {steps_t[-1]}: {last}", flush=True)
     from pathlib import Path
 
     from rmpsnn.checkpoint import atomic_write

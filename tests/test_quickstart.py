@@ -12,7 +12,7 @@ from .conftest import write_two_class_folder
 
 @pytest.fixture
 def tiny_images(tmp_path):
-    return write_two_class_folder(tmp_path / "imgs", size=16, n_train=16, n_test=6)
+    return write_two_class_folder(tmp_path / "imgs", size=16, n_train=16, n_test=10)
 
 
 def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, monkeypatch, capsys):
@@ -28,6 +28,8 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
         "32",
         "--test-images",
         "12",
+        "--hard-reset-images",
+        "20",
         "--timesteps",
         "1",
         "2",
@@ -51,6 +53,9 @@ def test_quickstart_runs_both_routes_and_writes_a_report(tiny_images, tmp_path, 
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     assert len(cells) == len(CONVERSION_VARIANTS) and all(cells) and "None" not in md
     assert "within 1 % from T on" in text and "None" not in text and "within 1 % at" not in text
+    # hard reset is also compared with the ANN on 8 further test images, disjoint from the 12
+    assert summary["data"]["hard_reset_test_images"] == 20 and summary["hard_reset_extra"]["test_images"] == 8
+    assert "hard reset on 8 further test images" in text
     # every accuracy comes with its sample size and 95 % interval, and the claims are decided
     claims = summary["conversion_claims"]
     assert claims["test_images"] == summary["data"]["conversion_test_images"] == 12

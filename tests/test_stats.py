@@ -168,3 +168,60 @@ def test_claim_entering_at_the_longest_T_says_so():
     text = c["claims"]["default_within_1pct_at_few_steps"]["text"]
     assert c["claims"]["default_within_1pct_at_few_steps"]["supported"]
     assert "the longest T simulated" in text and f"from {FEW_STEPS} to {FEW_STEPS}" not in text
+
+
+def _discordant_result(n: int, steps, soft_wrong: list[int], hard: tuple[int, int]) -> dict:
+    """ANN wrong on the last fifth of the images; hard reset wrong on ``hard[0]`` images the ANN
+    gets right and right on ``hard[1]`` of those it gets wrong (from T = 4 on; far below before);
+    soft reset wrong on ``soft_wrong[i]`` images the ANN gets right."""
+    from rmpsnn.app.claims import HARD, SOFT
+
+    miss = n // 5
+    ann = "1" * (n - miss) + "0" * miss
+    lost, won = hard
+    late = "0" * lost + "1" * (n - miss - lost) + "1" * won + "0" * (miss - won)
+    early = "0" * (n // 2) + ann[n // 2 :]
+    variants = {
+        HARD: {"correct": [early if t < 4 else late for t in steps]},
+        SOFT: {"correct": ["0" * k + ann[k:] for k in soft_wrong]},
+    }
+    for v in variants.values():
+        v["timesteps"] = list(steps)
+        v["accuracy"] = [bits.count("1") / n for bits in v["correct"]]
+    return {"ann_accuracy": (n - miss) / n, "ann_correct": ann, "timesteps": list(steps), "test_images": n,
+            "variants": variants}  # fmt: skip
+
+
+def test_hard_reset_is_decided_on_the_further_images_too():
+    """Hard reset 3 points below the ANN with many discordant images: inside noise on 1 000
+    images (the interval reaches -1), supported on those and 3 000 further ones; the soft side
+    and the table keep the first set."""
+    from rmpsnn.app.claims import HARD, conversion_claims
+
+    steps = [1, 2, 4, 8]
+    main = _discordant_result(1000, steps, [500, 500, 0, 0], (150, 120))
+    alone = conversion_claims(main)["claims"]["soft_fewer_steps_than_hard"]
+    assert alone["soft_within_from"] == 4
+    assert not alone["supported"] and "within noise" in alone["text"] and "n = 1000" in alone["text"]
+    extra = _discordant_result(3000, steps, [0, 0, 0, 0], (450, 360))
+    del extra["variants"]["soft reset (RMP), calibrated"]  # the further images: hard reset alone
+    both = conversion_claims(main, extra)
+    claim = both["claims"]["soft_fewer_steps_than_hard"]
+    assert claim["supported"] and claim["soft_within_from"] == 4
+    assert claim["hard_minus_ann_at_that_T"]["n"] == 4000 and claim["hard_test_images"] == 4000
+    assert "(paired, n = 4000)" in claim["text"] and "n = 1000" in claim["text"]
+    assert both["variants"][HARD]["accuracy"][0]["n"] == 1000  # the table: the first set only
+    with pytest.raises(ValueError, match="other timesteps"):
+        conversion_claims(main, {**extra, "timesteps": [1, 2, 4]})
+
+
+def test_mcnemar_holds_for_thousands_of_discordant_images():
+    """2**m overflowed a float from about 1 000 discordant images (a 10 000-image comparison)."""
+    from rmpsnn.analysis.stats import mcnemar_p
+
+    p = mcnemar_p(480, 600)
+    z = (600 - 480) / math.sqrt(1080)  # normal approximation, continuity-corrected below
+    assert p == pytest.approx(math.erfc((abs(600 - 480) - 1) / math.sqrt(1080) / math.sqrt(2)), rel=0.1)
+    assert 0 < p < 1e-3 and z > 3
+    assert mcnemar_p(5000, 5000) == pytest.approx(1.0, abs=0.01)
+    assert mcnemar_p(0, 3000) == 0.0 and mcnemar_p(3, 5) == pytest.approx(0.7265625)

@@ -145,7 +145,14 @@ def mcnemar_p(a_only: int, b_only: int) -> float:
     m, k = a_only + b_only, min(a_only, b_only)
     if m == 0:
         return 1.0
-    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2.0**m
+    # in logs: 2.0**m overflows a float from m = 1024 discordant images on, and exact integers
+    # take seconds at m = 10 000; log C(m, i) - m log 2 summed with the largest term factored out
+    logs = [
+        math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) - m * math.log(2)
+        for i in range(k + 1)
+    ]
+    top = max(logs)
+    tail = math.exp(top) * math.fsum(math.exp(v - top) for v in logs)
     return min(1.0, 2 * tail)
 
 

@@ -269,6 +269,12 @@ class QuickstartOptions:
         help="class-balanced CIFAR-10 test subset (conversion and direct runs; the 95 % intervals need it)",
         check=at_least(1),
     )
+    hard_reset_images: int = option(
+        4000,
+        help="test images of hard reset's comparison with its ANN: test_images and further ones "
+        "(hard reset disagrees with the ANN on more images, so its interval needs more)",
+        check=at_least(1),
+    )
     timesteps: list = option(
         default_factory=lambda: [1, 2, 4, 8, 12, 16],
         help="T of the conversion curve (one simulation of the longest; the read-out accumulates)",

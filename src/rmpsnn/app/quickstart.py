@@ -3,7 +3,8 @@
 1. Train a small ReLU ANN and convert it three ways: rmpsnn's default conversion (calibrated, soft
    reset, signed neurons), and the calibrated conversion with plain soft-reset (RMP) neurons and
    the same with hard reset -- the RMP-SNN comparison; evaluate each over T = 1, 2, 4, 8, 12, 16
-   next to the ANN, image by image on the same test images (paired comparisons).
+   next to the ANN, image by image on the same test images (paired comparisons); hard reset also
+   on further test images, since its interval is the wide one (``--hard-reset-images``).
 2. Train a small spiking CNN directly, with and without RMP-Loss (same seed, data and epochs),
    and compare accuracy and quantisation error.
 3. Write a report (accuracy vs T, membrane-potential distributions, firing rates, energy) to
@@ -86,6 +87,11 @@ def run_quickstart(args: QuickstartOptions) -> int:
     torch.manual_seed(args.seed)
     train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")
     test_conv = test_set if small else test_set.balanced(args.test_images, seed=args.seed)
+    # hard reset's comparison with the ANN also on further test images, disjoint from test_conv
+    per_class = max(1, args.test_images // test_set.num_classes)
+    extra = max(0, args.hard_reset_images - len(test_conv)) // test_set.num_classes
+    test_hard = None if small or not extra else test_set.per_class(extra, seed=args.seed, skip=per_class)
+    test_hard = test_hard if test_hard is not None and len(test_hard) else None
     print(
         f"rmpsnn quickstart: {spec if spec != 'shared' else 'CIFAR-10 (../shared/data)'}, "
         f"{len(train_set)} train / {len(test_set)} test images of {tuple(train_set.images.shape[1:])}; "
@@ -99,8 +105,8 @@ def run_quickstart(args: QuickstartOptions) -> int:
 
     # 1. ANN -> SNN conversion, soft vs hard reset
     stage("1/3  train a ReLU ANN, convert it with soft (RMP) and hard reset")
-    conv, steps, ann_train, conversion_seconds = _conversion_stage(
-        args, out, spec, data, train_set, test_conv
+    conv, hard_extra, steps, ann_train, conversion_seconds = _conversion_stage(
+        args, out, spec, data, train_set, test_conv, test_hard
     )
 
     # 2. direct training with and without RMP-Loss
@@ -122,6 +128,7 @@ def run_quickstart(args: QuickstartOptions) -> int:
             "ann_train_images": ann_train,
             "direct_train_images": n_direct,
             "conversion_test_images": conv["test_images"],
+            "hard_reset_test_images": conv["test_images"] + (len(test_hard) if test_hard is not None else 0),
             "direct_test_images": direct_test,
             "calibration_images": conv["calibration_images"],
         },
@@ -131,7 +138,8 @@ def run_quickstart(args: QuickstartOptions) -> int:
         "timesteps": steps,
         "ann_accuracy": conv["ann_accuracy"],
         "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
-        "conversion_claims": conversion_claims(conv),
+        "conversion_claims": conversion_claims(conv, hard_extra),
+        "hard_reset_extra": _extra_summary(hard_extra),
         "direct": {k: v["final"] for k, v in runs.items()},
         "direct_claim": direct_training_claim(runs, direct_test),
         "stage_starts_s": phases,
@@ -152,10 +160,11 @@ ANN_WIDTH = {"digits": (16, 32, 64), "default": (32, 64, 128)}  # digits: 8x8 im
 SNN_WIDTH = (16, 32, 64)
 
 
-def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train_set, test_conv):
-    """Stage 1: train the ReLU ANN, convert it three ways and evaluate each image by image;
-    writes ``conversion.json`` and the accuracy-vs-T figure.  Returns ``(result, T grid, ANN
-    training images, seconds spent converting and simulating)``."""
+def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train_set, test_conv, test_hard):
+    """Stage 1: train the ReLU ANN, convert it three ways and evaluate each image by image (hard
+    reset also on ``test_hard``, when given); writes ``conversion.json`` and the accuracy-vs-T
+    figure.  Returns ``(result, hard-reset result on test_hard or None, T grid, ANN training
+    images, seconds spent converting and simulating)``."""
     small = data.dataset == "digits"
     size = train_set.images.shape[-1]
     width = ANN_WIDTH["digits" if small else "default"]
@@ -188,6 +197,18 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
         device=args.device,
     )
     conv.update(model="ann_cpu_net", dataset=data.dataset, train_images=ann_train, seed=args.seed)
+    hard_extra = None
+    if test_hard is not None:
+        print(f"hard reset on {len(test_hard)} further test images (its interval is the wide one):")
+        hard_extra = conversion_per_image(
+            ann,
+            {HARD: CONVERSION_VARIANTS[HARD]},
+            calibration,
+            list(normalised(test_hard, info["mean"], info["std"], batch_size=100)),
+            steps,
+            seed=args.seed,
+            device=args.device,
+        )
     write_json(out / "conversion.json", conv)
     plot_accuracy_vs_timesteps(
         {k: (steps, v["accuracy"]) for k, v in conv["variants"].items()},
@@ -196,7 +217,18 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
         title="ann_cpu_net: converted SNN accuracy vs timesteps",
     )
     conversion_seconds = time.perf_counter() - t_conv
-    return conv, steps, ann_train, conversion_seconds
+    return conv, hard_extra, steps, ann_train, conversion_seconds
+
+
+def _extra_summary(hard_extra: dict | None) -> dict | None:
+    """The further test images of hard reset's comparison: their size and accuracies."""
+    if hard_extra is None:
+        return None
+    return {
+        "test_images": hard_extra["test_images"],
+        "ann_accuracy": hard_extra["ann_accuracy"],
+        "accuracy": hard_extra["variants"][HARD]["accuracy"],
+    }
 
 
 def _direct_stage(args: QuickstartOptions, out: Path, data, train_set, test_set):

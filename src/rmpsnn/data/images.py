@@ -88,10 +88,15 @@ class ImageArrays:
         least one); the whole set when ``total`` is ``None`` or 0."""
         return self.per_class(max(1, total // self.num_classes), seed=seed) if total else self
 
-    def per_class(self, n: int, seed: int = 0) -> ImageArrays:
-        """A class-balanced subset of (at most) ``n`` images per class, chosen under ``seed``."""
+    def per_class(self, n: int, seed: int = 0, skip: int = 0) -> ImageArrays:
+        """A class-balanced subset of (at most) ``n`` images per class, chosen under ``seed``;
+        ``skip`` leaves out the first ``skip`` per class of that seeded order, so that
+        ``per_class(n, seed, skip=n)`` is disjoint from ``per_class(n, seed)``."""
         rng = np.random.default_rng(seed)
-        keep = [rng.permutation(np.flatnonzero(self.labels == c))[:n] for c in range(self.num_classes)]
+        keep = [
+            rng.permutation(np.flatnonzero(self.labels == c))[skip : skip + n]
+            for c in range(self.num_classes)
+        ]
         return self.subset(np.sort(np.concatenate(keep)))
 
 
