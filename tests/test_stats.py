@@ -204,15 +204,17 @@ def test_hard_reset_is_decided_on_the_further_images_too():
     assert alone["soft_within_from"] == 4
     assert not alone["supported"] and "within noise" in alone["text"] and "n = 1000" in alone["text"]
     extra = _discordant_result(3000, steps, [0, 0, 0, 0], (450, 360))
-    del extra["variants"]["soft reset (RMP), calibrated"]  # the further images: hard reset alone
-    both = conversion_claims(main, extra)
+    further = {"correct": extra["variants"][HARD]["correct"], "ann_correct": extra["ann_correct"]}
+    main["variants"][HARD]["further"] = further  # the same SNN on 3 000 further images
+    both = conversion_claims(main)
     claim = both["claims"]["soft_fewer_steps_than_hard"]
     assert claim["supported"] and claim["soft_within_from"] == 4
     assert claim["hard_minus_ann_at_that_T"]["n"] == 4000 and claim["hard_test_images"] == 4000
     assert "(paired, n = 4000)" in claim["text"] and "n = 1000" in claim["text"]
     assert both["variants"][HARD]["accuracy"][0]["n"] == 1000  # the table: the first set only
     with pytest.raises(ValueError, match="other timesteps"):
-        conversion_claims(main, {**extra, "timesteps": [1, 2, 4]})
+        main["variants"][HARD]["further"] = {**further, "correct": further["correct"][:3]}
+        conversion_claims(main)
 
 
 def test_mcnemar_holds_for_thousands_of_discordant_images():

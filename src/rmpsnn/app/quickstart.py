@@ -105,7 +105,7 @@ def run_quickstart(args: QuickstartOptions) -> int:
 
     # 1. ANN -> SNN conversion, soft vs hard reset
     stage("1/3  train a ReLU ANN, convert it with soft (RMP) and hard reset")
-    conv, hard_extra, steps, ann_train, conversion_seconds = _conversion_stage(
+    conv, steps, ann_train, conversion_seconds = _conversion_stage(
         args, out, spec, data, train_set, test_conv, test_hard
     )
 
@@ -138,8 +138,8 @@ def run_quickstart(args: QuickstartOptions) -> int:
         "timesteps": steps,
         "ann_accuracy": conv["ann_accuracy"],
         "conversion": {k: v["accuracy"] for k, v in conv["variants"].items()},
-        "conversion_claims": conversion_claims(conv, hard_extra),
-        "hard_reset_extra": _extra_summary(hard_extra),
+        "conversion_claims": conversion_claims(conv),
+        "hard_reset_extra": _extra_summary(conv),
         "direct": {k: v["final"] for k, v in runs.items()},
         "direct_claim": direct_training_claim(runs, direct_test),
         "stage_starts_s": phases,
@@ -163,8 +163,8 @@ SNN_WIDTH = (16, 32, 64)
 def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train_set, test_conv, test_hard):
     """Stage 1: train the ReLU ANN, convert it three ways and evaluate each image by image (hard
     reset also on ``test_hard``, when given); writes ``conversion.json`` and the accuracy-vs-T
-    figure.  Returns ``(result, hard-reset result on test_hard or None, T grid, ANN training
-    images, seconds spent converting and simulating)``."""
+    figure.  Returns ``(result, T grid, ANN training images, seconds spent converting and
+    simulating)``."""
     small = data.dataset == "digits"
     size = train_set.images.shape[-1]
     width = ANN_WIDTH["digits" if small else "default"]
@@ -187,6 +187,10 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
     calib_set = train_set.balanced(128, seed=args.seed + 1)
     calibration = torch.cat([x for x, _ in normalised(calib_set, info["mean"], info["std"])])
     steps = list(args.timesteps)
+    further = None
+    if test_hard is not None:
+        print(f"hard reset on {len(test_hard)} further test images too (its interval is the wide one)")
+        further = {HARD: list(normalised(test_hard, info["mean"], info["std"], batch_size=100))}
     conv = conversion_per_image(
         ann,
         CONVERSION_VARIANTS,
@@ -195,20 +199,9 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
         steps,
         seed=args.seed,
         device=args.device,
+        further=further,
     )
     conv.update(model="ann_cpu_net", dataset=data.dataset, train_images=ann_train, seed=args.seed)
-    hard_extra = None
-    if test_hard is not None:
-        print(f"hard reset on {len(test_hard)} further test images (its interval is the wide one):")
-        hard_extra = conversion_per_image(
-            ann,
-            {HARD: CONVERSION_VARIANTS[HARD]},
-            calibration,
-            list(normalised(test_hard, info["mean"], info["std"], batch_size=100)),
-            steps,
-            seed=args.seed,
-            device=args.device,
-        )
     write_json(out / "conversion.json", conv)
     plot_accuracy_vs_timesteps(
         {k: (steps, v["accuracy"]) for k, v in conv["variants"].items()},
@@ -217,17 +210,18 @@ def _conversion_stage(args: QuickstartOptions, out: Path, spec: str, data, train
         title="ann_cpu_net: converted SNN accuracy vs timesteps",
     )
     conversion_seconds = time.perf_counter() - t_conv
-    return conv, hard_extra, steps, ann_train, conversion_seconds
+    return conv, steps, ann_train, conversion_seconds
 
 
-def _extra_summary(hard_extra: dict | None) -> dict | None:
+def _extra_summary(conv: dict) -> dict | None:
     """The further test images of hard reset's comparison: their size and accuracies."""
-    if hard_extra is None:
+    further = conv["variants"].get(HARD, {}).get("further")
+    if further is None:
         return None
     return {
-        "test_images": hard_extra["test_images"],
-        "ann_accuracy": hard_extra["ann_accuracy"],
-        "accuracy": hard_extra["variants"][HARD]["accuracy"],
+        "test_images": further["images"],
+        "ann_accuracy": further["ann_accuracy"],
+        "accuracy": further["accuracy"],
     }
 
 

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from ..errors import DataError, InputError
 from ..evaluation import check_labels, top1
 from ..models.qcfs import QCFS
-from .balancing import BalanceContext, capped, get_balancer, positive_threshold
+from .balancing import BalanceContext, Balancer, capped, get_balancer, positive_threshold
 from .calibrate import CALIBRATIONS
 from .graph import ConversionError, build_snn_graph, check_input, expected_input
 from .nodes import IFNode
@@ -246,7 +246,7 @@ def convert(
         balance_timesteps=balance_timesteps,
         calibration_timesteps=calibration_timesteps,
     )
-    _balance(snn, balance, ctx, progress, device)
+    _balance(snn, balancer, ctx, progress, device)
     if calibrate != "none":
         with _Progress(progress, len(snn.if_nodes), f"{calibrate} calibration") as report:
             snn.calibration = CALIBRATIONS.get(calibrate)(
@@ -272,11 +272,10 @@ def _calibration_batches(calibration_data, device) -> list[torch.Tensor] | None:
     return batches
 
 
-def _balance(snn: ConvertedSNN, balance: str, ctx: BalanceContext, progress, device) -> None:
-    """Set every IF layer's threshold from the balancer ``balance`` (times ``ctx.scale``, capped
-    where the ANN clipped its activation)."""
-    balancer = get_balancer(balance)
-    nodes = snn.if_nodes
+def _balance(snn: ConvertedSNN, balancer: Balancer, ctx: BalanceContext, progress, device) -> None:
+    """Set every IF layer's threshold from ``balancer`` (times ``ctx.scale``, capped where the
+    ANN clipped its activation)."""
+    balance, nodes = balancer.name, snn.if_nodes
     with _Progress(
         progress, len(nodes) if balancer.per_layer_progress else None, f"{balance} balancing"
     ) as report:
