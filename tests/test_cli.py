@@ -9,6 +9,7 @@ import torch
 
 import rmpsnn
 from rmpsnn.cli import main
+from rmpsnn.errors import InputError
 
 
 def test_version_and_help(capsys):
@@ -60,6 +61,25 @@ def test_device_mistakes_are_one_line_naming_the_option(command, device, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"rmpsnn {command[0]}: error: --device={device!r}"), err
     assert "available" in err[0] and "cpu" in err[0]
+
+
+def test_device_is_checked_by_the_library_and_named_as_typed(tmp_path, capsys):
+    """The library's entry points resolve the device once (Python users get the key in the
+    error); the command only renames the key to the flag the user typed."""
+    from rmpsnn.app.checkpoints import evaluate_checkpoint
+    from rmpsnn.app.configs import EvaluateOptions
+    from rmpsnn.app.report import write_report
+
+    with pytest.raises(InputError, match=r"^device='gpu' is not a device name") as e:
+        evaluate_checkpoint(EvaluateOptions(checkpoint=str(tmp_path / "missing"), device="gpu"))
+    assert e.value.key == "device"
+    with pytest.raises(InputError, match=r"^device='gpu'"):
+        write_report([tmp_path / "missing"], tmp_path / "report", device="gpu")
+    assert "resolve_device" not in (pathlib.Path(rmpsnn.__file__).parent / "cli.py").read_text()
+    # typed as the key, the message keeps the key
+    assert main(["convert", "--ann", "a.safetensors", "run.device=gpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rmpsnn convert: error: run.device='gpu'"), err
 
 
 def test_config_device_mistake_names_the_config_key(tmp_path, capsys):

@@ -174,6 +174,13 @@ def test_one_simulation_gives_every_horizon():
     snn.forward = lambda *a: calls.append(a[1]) or orig(*a)
     r = evaluate_over_time(snn, [(x, y)], timesteps=[1, 2, 4, 8, 16, 32])
     assert calls == [32] and len(r["accuracy"]) == 6
+    # the time convention: T from the call, else the network's own; neither is one clear error
+    snn.forward = orig
+    with pytest.raises(InputError, match="give timesteps"):
+        snn(x)
+    snn.timesteps = 10
+    torch.testing.assert_close(snn(x), full[:10])
+    assert snn.outputs(x).shape == (10, 16, full.shape[-1])
 
 
 @pytest.mark.parametrize("signed", [False, True])

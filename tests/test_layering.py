@@ -84,3 +84,32 @@ def test_every_module_imports_and_exports_what_it_names():
         module = importlib.import_module(name)
         missing = [n for n in getattr(module, "__all__", []) if not hasattr(module, n)]
         assert not missing, (name, missing)
+
+
+def _code_lines(node: ast.AST) -> int:
+    """Lines of a function less its docstring."""
+    total = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        total -= first.end_lineno - first.lineno + 1
+    return total
+
+
+def test_sizes_stay_readable():
+    """Issue 27's limits: no file over 500 lines, no function over 80 lines of code, cli.py at most
+    250 and trainer.py at most 400 lines."""
+    long_files, long_functions = [], []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 500:
+            long_files.append(path.name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _code_lines(node) > 80:
+                long_functions.append(f"{path.relative_to(SRC)}:{node.name} ({_code_lines(node)} lines)")
+    assert not long_files and not long_functions, (long_files, long_functions)
+    assert (SRC / "cli.py").read_text().count("\n") <= 250
+    assert (SRC / "training" / "trainer.py").read_text().count("\n") <= 400

@@ -42,3 +42,40 @@ def test_residual_bns_use_alpha_one_over_sqrt2():
 
     block = next(m for m in create("resnet19", timesteps=1).modules() if isinstance(m, SpikingBasicBlock))
     assert block.bn1.alpha == 1.0 and block.bn2.alpha == pytest.approx(2**-0.5)
+
+
+def test_one_time_convention_model_owns_T_a_call_may_override_it():
+    """docs/neurons.md, "Time": a static batch runs the model's own T unless the call gives one;
+    time-major input brings its T, and a disagreeing timesteps is refused; nothing is mutated."""
+    model = create("cpu_net", num_classes=5, timesteps=3, width=(4, 8, 8), image_size=16, readout="all")
+    x = torch.randn(2, 3, 16, 16)
+    assert model(x).shape == (3, 2, 5)
+    assert model(x, timesteps=6).shape == (6, 2, 5) and model.timesteps == 3
+    frames = torch.randn(4, 2, 3, 16, 16)
+    assert model(frames).shape == (4, 2, 5) and model(frames, timesteps=4).shape == (4, 2, 5)
+    with pytest.raises(ValueError, match=r"time-major with T = 4, but timesteps=2"):
+        model(frames, timesteps=2)
+    with pytest.raises(ValueError, match=r"timesteps must be an integer >= 1, got 0"):
+        model(x, timesteps=0)
+
+
+def test_probe_runs_one_step_without_touching_the_model():
+    from rmpsnn.limits import probe_model
+
+    long = create("cpu_net", num_classes=5, timesteps=50, width=(4, 8, 8), image_size=16)
+    one = create("cpu_net", num_classes=5, timesteps=1, width=(4, 8, 8), image_size=16)
+    seen = []
+    long.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    assert probe_model(long, (3, 16, 16)) == probe_model(one, (3, 16, 16))
+    assert long.timesteps == 50 and seen == [{"timesteps": 1}]
+
+    class OwnT(torch.nn.Module):  # a user network with its own T that does not take timesteps
+        def __init__(self):
+            super().__init__()
+            self.timesteps, self.act = 5, torch.nn.ReLU()
+
+        def forward(self, x):  # [T, B, ...] activations, then the mean over T
+            return self.act(x.unsqueeze(0).expand(self.timesteps, *x.shape)).mean(0)
+
+    probe = probe_model(OwnT(), (3, 4, 4))
+    assert probe.total == probe.largest == 3 * 4 * 4  # per step

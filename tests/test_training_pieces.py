@@ -180,6 +180,7 @@ def test_load_run_reads_the_model_and_its_thresholds(tmp_path):
     train(None, [*TINY, f"run.out={out}", "model.kwargs.v_th=0.4"], log=lambda _: None)
     run = load_run(out, timesteps=2)
     assert run.cfg.model.timesteps == 2 and run.model.timesteps == 2 and run.cfg.data.augment == "none"
+    assert run.info["kwargs"]["timesteps"] == 2  # built with that T (what an export records)
     assert run.v_th == pytest.approx(0.4)  # from the neurons
     ev = evaluate_model(run.model, run.data.test(), data=run.data)
     assert ev["images"] == 32 and set(ev["per_layer"]) == {"stem_lif", "body.2", "body.6"}

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
-from .errors import CheckpointError, NonFiniteError
+from .errors import CheckpointError, InputError, NonFiniteError
 from .io import atomic_write  # re-exported: the one atomic write lives in rmpsnn.io
 from .limits import check_memory
 from .models import create
@@ -75,11 +75,13 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_model(
-    path: str | os.PathLike, *, model_name: str | None = None, device="cpu"
+    path: str | os.PathLike, *, model_name: str | None = None, device="cpu", kwargs: dict | None = None
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model saved by :func:`save_model` (or the model inside a training checkpoint
     of :class:`rmpsnn.training.Trainer`); returns ``(model, info)`` (info includes ``model`` and
-    ``kwargs``).  ``model_name`` overrides the stored name."""
+    ``kwargs``).  ``model_name`` overrides the stored name; ``kwargs`` overrides stored builder
+    arguments that do not size a tensor (e.g. ``{"timesteps": 8}``: the model is built with
+    them, not changed afterwards)."""
     path = Path(path)
     state, meta = read_safetensors(path, device, what="safetensors checkpoint")
     if "tree" in meta:  # a training checkpoint (rmpsnn.training.state): the model's tensors
@@ -87,7 +89,14 @@ def load_model(
     name = model_name or meta.get("model")
     if not name:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model name")
-    kwargs, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
+    stored, info = (_metadata_json(path, meta, key) for key in ("kwargs", "info"))
+    foreign = sorted(set(kwargs or {}) - set(stored))
+    if foreign:
+        raise InputError(
+            f"{path}: model {name!r} was not built with {', '.join(foreign)} (its arguments: "
+            f"{', '.join(stored) or 'none'}), so {'it' if len(foreign) == 1 else 'they'} cannot be changed"
+        )
+    kwargs = {**stored, **(kwargs or {})}
     model = _build(path, name, kwargs)
     _check_stored_types(path, state, model)
     try:

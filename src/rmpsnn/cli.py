@@ -96,15 +96,9 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _options(cls: type, args: argparse.Namespace):
-    """The command's options object, its device resolved (naming ``--device``)."""
     from .app.arguments import options_from_args
 
-    opts = options_from_args(cls, args)
-    if hasattr(opts, "device"):
-        from .devices import resolve_device
-
-        opts.device = str(resolve_device(opts.device, option="--device"))
-    return opts
+    return options_from_args(cls, args)
 
 
 def _on_checkpoint(options: str, action: str) -> Callable[[argparse.Namespace], int]:
@@ -211,6 +205,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def _as_typed(error: Exception, args: argparse.Namespace) -> str:
+    """The error's message, naming the flag the user typed (``--device``) rather than the key it
+    sets (``run.device``)."""
+    from .app.arguments import typed_flags
+
+    text, key = str(error), getattr(error, "key", None)
+    flag = typed_flags(args).get(key) if key else None
+    return flag + text[len(key) :] if flag and text.startswith(f"{key}=") else text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
@@ -223,10 +227,6 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_cpu_allocator()  # the command owns its process: reuse freed tensor memory (see there)
     try:
-        if getattr(args, "cfg:run.device", None) is not None:  # one check, naming the option typed
-            from .devices import resolve_device
-
-            setattr(args, "cfg:run.device", str(resolve_device(getattr(args, "cfg:run.device"), "--device")))
         if args.imports:
             from .plugins import import_plugins
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RmpsnnError as e:
         # every input, file or environment error says what was wrong in one line; bugs keep tracebacks
-        print(f"rmpsnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"rmpsnn {args.command}: error: {_as_typed(e, args)}", file=sys.stderr)
         return 2
     except OSError as e:
         # a write outside rmpsnn.io (a log line, a figure, a folder) on a full disk or read-only folder

@@ -23,8 +23,10 @@ def available_devices() -> list[str]:
 
 def resolve_device(requested: str | torch.device | None, option: str = "device") -> torch.device:
     """``"auto"``/``None`` -> CUDA if present, else MPS, else CPU; any other name is checked
-    against this machine.  ``option`` is what the user typed (``--device``, ``run.device``) so
-    that the error names it: ``--device='cuda': CUDA is not available here ...; available: cpu``."""
+    against this machine.  The library's entry points call it once, with ``option`` the key the
+    value came from (``run.device``, ``device``), which the error names and carries
+    (:attr:`~rmpsnn.errors.RmpsnnError.key`, so that the command names ``--device`` when that
+    is what was typed): ``run.device='cuda': CUDA is not available here ...; available: cpu``."""
     if isinstance(requested, torch.device):
         requested = str(requested)
     if requested in (None, "", "auto"):
@@ -36,21 +38,26 @@ def resolve_device(requested: str | torch.device | None, option: str = "device")
         dev = torch.device(requested)
     except (RuntimeError, ValueError, TypeError):
         raise InputError(
-            f"{where} is not a device name; available here: {', '.join(avail)} (or auto)"
+            f"{where} is not a device name; available here: {', '.join(avail)} (or auto)", key=option
         ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU was found"
-            raise InputError(f"{where}: CUDA is not available here ({why}); available: {', '.join(avail)}")
+            raise InputError(
+                f"{where}: CUDA is not available here ({why}); available: {', '.join(avail)}", key=option
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise InputError(
-                f"{where}: there are {torch.cuda.device_count()} GPUs; available: {', '.join(avail)}"
+                f"{where}: there are {torch.cuda.device_count()} GPUs; available: {', '.join(avail)}",
+                key=option,
             )
     elif dev.type != "cpu":
         backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
         usable = getattr(backend, "is_available", None)
         if usable is None or not usable():
-            raise InputError(f"{where}: {dev.type} is not available here; available: {', '.join(avail)}")
+            raise InputError(
+                f"{where}: {dev.type} is not available here; available: {', '.join(avail)}", key=option
+            )
     return dev
 
 

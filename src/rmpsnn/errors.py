@@ -24,7 +24,15 @@ __all__ = [
 
 
 class RmpsnnError(Exception):
-    """Base of every error caused by the user's input, files or environment (not by a bug)."""
+    """Base of every error caused by the user's input, files or environment (not by a bug).
+
+    ``key``: the option whose value was wrong (``run.device``), when the message starts with
+    ``key=value``; the ``rmpsnn`` command then names the flag the user typed instead
+    (``--device='cuda': ...``), so the library checks each value once, wherever it is called from."""
+
+    def __init__(self, *args, key: str | None = None):
+        super().__init__(*args)
+        self.key = key
 
 
 class InputError(RmpsnnError, ValueError):

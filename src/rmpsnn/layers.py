@@ -23,6 +23,7 @@ __all__ = [
     "TdBatchNorm1d",
     "TdBatchNorm2d",
     "TimeFolded",
+    "call_timesteps",
     "fold_time",
     "repeat_time",
     "unfold_time",
@@ -54,6 +55,27 @@ def repeat_time(x: torch.Tensor, timesteps: int) -> torch.Tensor:
     if timesteps < 1:
         raise InputError(f"timesteps must be >= 1, got {timesteps}")
     return x.unsqueeze(0).expand((timesteps, *x.shape))
+
+
+def call_timesteps(own: int | None, given: int | None, *, what: str, input_steps: int | None = None) -> int:
+    """The T of one call of a network -- rmpsnn's one time convention (docs/neurons.md, "Time").
+
+    A time-major input ``[T, B, ...]`` brings its own T (``input_steps``; a ``timesteps`` given
+    with it must agree).  A static batch is repeated over the ``timesteps`` of the call if given,
+    else over the network's own (``own``, set when it was built)."""
+    if input_steps is not None:
+        if given is not None and int(given) != input_steps:
+            raise InputError(
+                f"{what}: the input is time-major with T = {input_steps}, but timesteps={given} was given; "
+                f"give one of them"
+            )
+        return input_steps
+    steps = own if given is None else given
+    if steps is None:
+        raise InputError(f"{what}: give timesteps (T) for a static input; the network has none of its own")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise InputError(f"{what}: timesteps must be an integer >= 1, got {steps!r}")
+    return int(steps)
 
 
 class TimeFolded(nn.Sequential):

@@ -103,15 +103,18 @@ def probe_model(model, input_shape, *, time_major: bool = False, what: str = "th
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
-    steps, was_training = getattr(model, "timesteps", None), model.training
+    was_training = model.training
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     sample = torch.zeros((1, 1, *input_shape) if time_major else (1, *input_shape), device=device)
+    # one step is enough to see every activation's size: a network that follows the time
+    # convention (forward(x, timesteps=None)) is called for T = 1; another one runs its own T,
+    # and its activations, [T, B, ...], are counted per step
+    one_step = {} if time_major or not _takes_timesteps(model) else {"timesteps": 1}
+    steps = 1 if one_step or time_major else max(int(getattr(model, "timesteps", 1) or 1), 1)
     try:
-        if steps is not None:
-            model.timesteps = 1
         model.eval()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            out = model(sample)
+            out = model(sample, **one_step)
     except (RuntimeError, ValueError, IndexError) as e:
         detail = " ".join(str(e).split())[:200]
         raise InputError(
@@ -121,11 +124,18 @@ def probe_model(model, input_shape, *, time_major: bool = False, what: str = "th
     finally:
         for h in handles:
             h.remove()
-        if steps is not None:
-            model.timesteps = steps
         model.train(was_training)
     outputs = out.shape[-1] if torch.is_tensor(out) and out.ndim else 0
-    return Probe(sum(sizes), max(sizes, default=0), int(outputs))
+    return Probe(-(-sum(sizes) // steps), -(-max(sizes, default=0) // steps), int(outputs))
+
+
+def _takes_timesteps(model) -> bool:
+    import inspect
+
+    try:
+        return "timesteps" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_simulation(

@@ -31,10 +31,12 @@ __all__ = [
     "flat_command",
     "keys_epilog",
     "options_from_args",
+    "typed_flags",
     "with_defaults",
 ]
 
 _DEST = "cfg:"  # dests of generated flags of a sectioned configuration: "cfg:optim.epochs"
+_FLAGS = "flags:"  # the namespace entry {key: (dest, flag)} of the generated flags
 
 
 def _type_of(owner: type, f: dataclasses.Field) -> tuple[type, bool]:
@@ -75,6 +77,10 @@ def _add(parser, flags, f, owner, *, dest: str, default_text: str | None, requir
     if required:
         kw["required"] = True
     parser.add_argument(*flags, **kw)
+    # which flag sets which key, so that an error about the key names the flag typed (typed_flags)
+    known = dict(parser.get_default(_FLAGS) or {})
+    known[dest.removeprefix(_DEST)] = (dest, flags[0])
+    parser.set_defaults(**{_FLAGS: known})
 
 
 def _flag_type(owner: type, f: dataclasses.Field, key: str):
@@ -114,6 +120,12 @@ def add_flat_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[
         else:
             text = None if shown is None else _default_text(shown)
         _add(parser, flags, f, cls, dest=f.name, default_text=text, required=required)
+
+
+def typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """``{"run.device": "--device"}``: the keys the user set with a generated flag."""
+    known = getattr(args, _FLAGS, None) or {}
+    return {key: flag for key, (dest, flag) in known.items() if getattr(args, dest, None) is not None}
 
 
 def _read(text: Any) -> Any:

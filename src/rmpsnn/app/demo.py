@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..devices import resolve_device
 from ..functional import if_multistep
 from ..layers import TdBatchNorm2d, TimeFolded
 from ..losses import rmp_loss
@@ -20,7 +21,7 @@ __all__ = ["run_demo"]
 
 
 def run_demo(args: DemoOptions) -> int:
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)
     torch.manual_seed(args.seed)
     print(f"rmpsnn {__version__} -- neuron core demo (torch {torch.__version__}, device {dev})\n")
 

@@ -21,6 +21,7 @@ RMP-SNN as published (spike-max thresholds, no calibration) needs T = 64-512 and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import torch
 
 from ..analysis import plot_accuracy_vs_timesteps
 from ..data import DataConfig, image_arrays, shared_cifar10_zip
+from ..devices import resolve_device
 from ..errors import DataError
 from ..evaluation import normalised
 from ..io import write_json
@@ -77,6 +79,7 @@ def _pick_data(spec: str) -> str:
 
 
 def run_quickstart(args: QuickstartOptions) -> int:
+    args = dataclasses.replace(args, device=str(resolve_device(args.device)))  # once, for every stage
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     out = Path(args.out)

@@ -107,10 +107,9 @@ def _pct(x) -> str:
     return "" if x is None else f"{100 * x:.2f} %"
 
 
-def _training_run(run: Path, images: int, device: str) -> dict:
+def _training_run(run: Path, images: int, dev) -> dict:
     """Metrics, summary and a monitored evaluation of the run's best checkpoint."""
     metrics = read_metrics(run / "metrics.jsonl")
-    dev = resolve_device(device)
     loaded = load_run(run, device=dev, overrides=[f"data.test_limit={images}"])
     model, data = loaded.model, loaded.data
     prep = partial(data.prepare, device=dev)
@@ -165,6 +164,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Write ``out/report.md`` and ``out/report.html`` (plus ``out/figures/``) for the given
     training run directories and conversion result files; returns the paths written."""
+    dev = resolve_device(device)
     out = Path(out)
     for parent in (out, *out.parents):
         if parent.exists() and not parent.is_dir():
@@ -174,7 +174,7 @@ def write_report(
     training, conversions = {}, {}
     for src in map(Path, sources):
         if src.is_dir() and (src / "config.yaml").is_file() and (src / "metrics.jsonl").is_file():
-            training[src.name] = _training_run(src, images, device)
+            training[src.name] = _training_run(src, images, dev)
         elif src.is_file() and src.suffix == ".json":
             conversions[src.stem] = _conversion_result(src)
         elif src.is_dir() and list(src.glob("*.json")):

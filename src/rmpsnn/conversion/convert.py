@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from ..errors import DataError, InputError
 from ..evaluation import check_labels, top1
+from ..layers import call_timesteps
 from ..models.qcfs import QCFS
 from .balancing import BalanceContext, Balancer, capped, get_balancer, positive_threshold
 from .calibrate import CALIBRATIONS
@@ -74,7 +75,8 @@ class ConvertedSNN(nn.Module):
 
     ``forward(x, timesteps)`` takes a static batch ``[B, ...]`` and returns the accumulated
     read-out after every step, ``[T, B, classes]`` (the last layer integrates without spiking),
-    so the prediction at every horizon comes from one simulation.
+    so the prediction at every horizon comes from one simulation.  ``timesteps`` may be left out
+    once ``self.timesteps`` is set (the one time convention, :func:`~rmpsnn.layers.call_timesteps`).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class ConvertedSNN(nn.Module):
         self.input_max = float(input_max)
         self.seed = seed
         self.chunk = chunk
+        self.timesteps: int | None = None  # T of a call that gives none
         self.calibration: dict | None = None  # set by convert(calibrate="bias"): per-layer errors
         self.signed = False  # signed IF neurons (set by convert)
         # what forward() accepts: (rank, channels, why) from the first layer, and the weights' dtype
@@ -121,18 +124,19 @@ class ConvertedSNN(nn.Module):
     def firing_rates(self) -> dict[str, float]:
         return {n: m.firing_rate for n, m in zip(self.if_names, self.if_nodes, strict=True)}
 
-    def forward(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """The accumulated read-out after every step, ``[T, B, classes]`` (time-major
         :func:`~rmpsnn.conversion.simulate`, chunks of ``self.chunk`` steps if set)."""
         check_input(x, self.expected_input, self.input_dtype, "the input")
-        return simulate(self, x, timesteps, chunk=self.chunk).cumsum(0)
+        steps = call_timesteps(self.timesteps, timesteps, what="the converted SNN")
+        return simulate(self, x, steps, chunk=self.chunk).cumsum(0)
 
-    def outputs(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """The read-out in the ANN's units after every step, ``[T, B, ...]``: ``y[t] = (1/t) Σ_{s<=t}
         out[s]``, the mean of the last layer's output over the first ``t`` steps, which converges to
         the ANN's output (logits, or the values of a regression head) as ``t`` grows."""
         total = self(x, timesteps)
-        steps = torch.arange(1, timesteps + 1, device=total.device, dtype=total.dtype)
+        steps = torch.arange(1, total.shape[0] + 1, device=total.device, dtype=total.dtype)
         return total / steps.reshape(-1, *([1] * (total.ndim - 1)))
 
 

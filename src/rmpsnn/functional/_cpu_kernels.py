@@ -181,6 +181,31 @@ def lif_forward(
         ulast[s0 : s0 + n] = u
 
 
+@nb.njit(**_INLINE)
+def _saved_potential(code, upre, th, compact, qinv):
+    """(u_pre, u_pre - th, spike) of one neuron from what the forward saved: the float32
+    ``upre``, or the uint16 ``code`` of ``u_pre - th`` (its sign exact: the spike)."""
+    if compact:
+        q = f32(code) - _Q_OFFSET
+        z = q * qinv
+        return th + z, z, _ONE if q >= _ZERO else _ZERO
+    return upre, upre - th, _ONE if upre >= th else _ZERO
+
+
+@nb.njit(**_INLINE)
+def _accumulate_dtau(acc, g, prev, prev_is_upre, th, hard, n):
+    """``acc += dL/du_pre[t] · u[t-1]`` (the leak's gradient, summed over time): ``u[t-1]`` is
+    ``prev`` (= u_pre[t-1]) after its reset, or ``prev`` itself (the initial potential, t = 0)."""
+    if prev_is_upre:
+        for i in range(n):
+            w = prev[i]
+            o = _ONE if w >= th[i] else _ZERO
+            acc[i] += g[i] * (w - o * (hard * w + (_ONE - hard) * th[i]))
+    else:
+        for i in range(n):
+            acc[i] += g[i] * prev[i]
+
+
 @nb.njit(parallel=True, **_JIT)
 def lif_backward(
     gs,
@@ -251,15 +276,8 @@ def lif_backward(
             gst = gs[t, s0 : s0 + n] if has_gs else gs[0, 0:1]
             gut = gu[t, s0 : s0 + n] if has_gu else gu[0, 0:1]
             for i in range(n):
-                if compact:
-                    q = f32(ct[i]) - _Q_OFFSET
-                    z = q * qinv
-                    v = thb[i] + z
-                    o = one if q >= zero else zero
-                else:
-                    v = ut[i]
-                    z = v - thb[i]
-                    o = one if v >= thb[i] else zero
+                v, z, o = _saved_potential(ct[i] if compact else zero, ut[i] if not compact else zero,
+                                           thb[i], compact, qinv)  # fmt: skip
                 c = carry[i]
                 g_o = (gst[i] if has_gs else zero) - reset_grad * c * (hard * v + (one - hard) * thb[i])
                 g = g_o * _surrogate_grad(z, sg_kind, sg_a, sg_b, sg_c) + c * (one - hard * o)
@@ -268,15 +286,7 @@ def lif_backward(
                 gxt[i] = g
                 carry[i] = taub[i] * g
             if want_dtau:
-                if t > 0:
-                    upt = upre[t - 1, s0 : s0 + n]
-                    for i in range(n):
-                        w = upt[i]
-                        o = one if w >= thb[i] else zero
-                        acc[i] += gxt[i] * (w - o * (hard * w + (one - hard) * thb[i]))
-                else:
-                    for i in range(n):
-                        acc[i] += gxt[i] * u0[i]
+                _accumulate_dtau(acc, gxt, upre[t - 1, s0 : s0 + n] if t > 0 else u0, t > 0, thb, hard, n)
         gv0[s0 : s0 + n] = carry
         if want_dtau:
             gtau[s0 : s0 + n] = acc

@@ -130,6 +130,41 @@ def lif_forward_kernel(
 
 
 @triton.jit
+def _saved_potential(up, cp, mask, th, qinv, COMPACT: tl.constexpr):
+    """(u_pre, u_pre - th, spike) from what the forward saved: float ``u_pre`` at ``up``, or the
+    uint16 code of ``u_pre - th`` at ``cp`` (its sign exact: the spike)."""
+    if COMPACT:
+        q = tl.load(cp, mask=mask, other=0).to(tl.int32).to(tl.float32) - 32767.0
+        z = q * qinv
+        return th + z, z, tl.where(q >= 0.0, 1.0, 0.0)
+    v = tl.load(up, mask=mask, other=0.0).to(tl.float32)
+    return v, v - th, tl.where(v >= th, 1.0, 0.0)
+
+
+@triton.jit
+def _grad_u_pre(g_o, c, v, z, o, th, sg_a, sg_b, sg_c, HARD: tl.constexpr, RESET_GRAD: tl.constexpr,
+                SG_KIND: tl.constexpr):  # fmt: skip
+    """dL/du_pre[t] (less gu[t]) from dL/do[t] = ``g_o`` and c[t] = dL/du[t]: the spike's path
+    through the surrogate (and through the reset, ``RESET_GRAD``) plus the potential kept."""
+    if RESET_GRAD:
+        if HARD:
+            g_o = g_o - c * v
+        else:
+            g_o = g_o - c * th
+    if HARD:
+        return g_o * _surrogate_grad(z, SG_KIND, sg_a, sg_b, sg_c) + c * (1.0 - o)
+    return g_o * _surrogate_grad(z, SG_KIND, sg_a, sg_b, sg_c) + c
+
+
+@triton.jit
+def _after_reset(u_pre, th, HARD: tl.constexpr):
+    """u[t] from u_pre[t]: 0 (hard) or u_pre - th (soft) where the neuron fired."""
+    if HARD:
+        return tl.where(u_pre >= th, 0.0, u_pre)
+    return tl.where(u_pre >= th, u_pre - th, u_pre)
+
+
+@triton.jit
 def lif_backward_kernel(
     gs_ptr,
     gu_ptr,
@@ -190,42 +225,19 @@ def lif_backward_kernel(
     cp = codes_ptr + last + offs
     gxp = gx_ptr + last + offs
     for _t in range(T):
-        if COMPACT:
-            q = tl.load(cp, mask=mask, other=0).to(tl.int32).to(tl.float32) - 32767.0
-            z = q * qinv
-            v = th + z
-            o = tl.where(q >= 0.0, 1.0, 0.0)
-        else:
-            v = tl.load(up, mask=mask, other=0.0).to(tl.float32)
-            z = v - th
-            o = tl.where(v >= th, 1.0, 0.0)
+        v, z, o = _saved_potential(up, cp, mask, th, qinv, COMPACT)
         if HAS_GS:
             g_o = tl.load(gsp, mask=mask, other=0.0).to(tl.float32)
         else:
             g_o = tl.full([BLOCK], 0.0, tl.float32)
-        if RESET_GRAD:
-            if HARD:
-                g_o = g_o - carry * v
-            else:
-                g_o = g_o - carry * th
-        if HARD:
-            g = g_o * _surrogate_grad(z, SG_KIND, sg_a, sg_b, sg_c) + carry * (1.0 - o)
-        else:
-            g = g_o * _surrogate_grad(z, SG_KIND, sg_a, sg_b, sg_c) + carry
+        g = _grad_u_pre(g_o, carry, v, z, o, th, sg_a, sg_b, sg_c, HARD, RESET_GRAD, SG_KIND)
         if HAS_GU:
             g += tl.load(gup, mask=mask, other=0.0).to(tl.float32)
         if WANT_DTAU:
             if _t < T - 1:
-                w = tl.load(up - N, mask=mask, other=0.0).to(tl.float32)
-                if HARD:
-                    w = tl.where(w >= th, 0.0, w)
-                else:
-                    w = tl.where(w >= th, w - th, w)
+                acc += g * _after_reset(tl.load(up - N, mask=mask, other=0.0).to(tl.float32), th, HARD)
             elif HAS_V0:
-                w = tl.load(v0_ptr + (offs // v0_stride) % v0_len, mask=mask, other=0.0).to(tl.float32)
-            else:
-                w = tl.full([BLOCK], 0.0, tl.float32)
-            acc += g * w
+                acc += g * tl.load(v0_ptr + (offs // v0_stride) % v0_len, mask=mask, other=0.0).to(tl.float32)
         tl.store(gxp, g.to(gx_ptr.dtype.element_ty), mask=mask)
         carry = tau * g
         gsp -= N

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import functools
 
+import torch
 from torch import nn
 
 from ..errors import InputError
 from ..functional.params import LIF_PARAMS, check_number
-from ..layers import TdBatchNorm2d, TimeFolded, repeat_time, residual_alpha
+from ..layers import TdBatchNorm2d, TimeFolded, call_timesteps, repeat_time, residual_alpha
 from ..neurons import NEURONS, OutputIntegrator
 from .registry import register
 
@@ -71,11 +72,17 @@ class SpikingNet(nn.Module):
         self.body, self.head = body, head
         self.readout = OutputIntegrator("mean")
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
+        """The read-out ``[B, classes]`` (``readout="all"``: ``[T, B, classes]``) of a static batch
+        ``[B, C, H, W]`` over ``timesteps`` steps (default: the model's own, ``self.timesteps``) or
+        of event frames ``[T, B, C, H, W]`` over their T (:func:`~rmpsnn.layers.call_timesteps`)."""
+        what = type(self).__name__
         if x.ndim == 4:  # static image: the first layer's current is the same at every step
-            y = repeat_time(self.stem_bn(self.stem_conv(x)), self.timesteps)
+            steps = call_timesteps(self.timesteps, timesteps, what=what)
+            y = repeat_time(self.stem_bn(self.stem_conv(x)), steps)
         elif x.ndim == 5:  # event frames [T, B, C, H, W]
             T, B = x.shape[:2]
+            call_timesteps(self.timesteps, timesteps, what=what, input_steps=T)
             y = self.stem_bn(self.stem_conv(x.flatten(0, 1))).unflatten(0, (T, B))
         else:
             raise InputError(

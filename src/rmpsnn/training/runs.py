@@ -13,6 +13,7 @@ from torch import nn
 
 from ..checkpoint import load_model, resolve_checkpoint
 from ..data.registry import DataBundle
+from ..devices import resolve_device
 from ..errors import CheckpointError, InputError
 from ..evaluation import check_model_matches_data
 from ..limits import check_simulation
@@ -47,7 +48,7 @@ class LoadedRun:
 def load_run(
     path: str | os.PathLike,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu",  # or "auto"
     overrides: list[str] | None = None,
     timesteps: int | None = None,
 ) -> LoadedRun:
@@ -55,15 +56,16 @@ def load_run(
     ``rmpsnn train``/``train-ann``) with its configuration (``overrides`` applied; augmentation
     off) and the data it was trained on; ``timesteps`` evaluates a spiking model at another T."""
     checkpoint = resolve_checkpoint(path)
-    device = torch.device(device)
-    model, info = load_model(checkpoint, device=device)
+    device = resolve_device(device)
+    # the model owns T: another T builds it with that T (docs/neurons.md, "Time")
+    build = None if timesteps is None else {"timesteps": timesteps}
+    model, info = load_model(checkpoint, device=device, kwargs=build)
     if "config" not in info:
         raise InputError(
             f"{checkpoint} was not written by `rmpsnn train` or `train-ann`; it stores no data configuration"
         )
     overrides = ["data.augment=none", *(overrides or [])]
     if timesteps is not None:
-        model.timesteps = timesteps
         overrides.append(f"model.timesteps={timesteps}")
     cfg = load_config(info["config"], overrides)
     data = build_data(cfg, Dist(device=device))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ...errors import NIRExportError
-from ...layers import TimeFolded, repeat_time
+from ...layers import TimeFolded, call_timesteps, repeat_time
 from ...limits import check_timesteps
 from ...neurons import IF, LIF, OutputIntegrator
 from .common import DT, nir_package, node_meta, resolve_dt, whole_pair
@@ -46,8 +46,12 @@ class NIRNetwork(nn.Module):
         self.timesteps, self.input_kind = timesteps, input_kind
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
-        if x.ndim == 4:  # a static batch: the same input at every step (direct encoding)
-            steps = self.timesteps if timesteps is None else timesteps
+        """The output of every step, ``[T, B, ...]``, for a static batch ``[B, C, H, W]`` (over
+        ``timesteps``, default the graph's own) or a time-major input (its T)."""
+        if x.ndim != 4:
+            call_timesteps(self.timesteps, timesteps, what="the NIR network", input_steps=x.shape[0])
+        else:  # a static batch: the same input at every step (direct encoding)
+            steps = call_timesteps(self.timesteps, timesteps, what="the NIR network")
             check_timesteps(
                 steps, x[0].numel() * x.shape[0] * max(len(self.order), 1), what="the NIR network"
             )
