@@ -259,6 +259,7 @@ def lif_backward(
         thb = np.empty(n, dtype=gx.dtype)
         taub = np.empty(n, dtype=gx.dtype)
         carry = np.empty(n, dtype=gx.dtype)
+        ut = np.empty(1 if compact else n, dtype=gx.dtype)
         acc = np.zeros(n if want_dtau else 1, dtype=gx.dtype)
         u0 = np.zeros(n if want_dtau else 1, dtype=gx.dtype)
         _fill_param(thb, th, th_stride, s0, n)
@@ -270,8 +271,11 @@ def lif_backward(
         else:
             carry[:] = zero
         for t in range(T - 1, -1, -1):
-            ut = upre[0, 0:1] if compact else upre[t, s0 : s0 + n]
             ct = codes[t, s0 : s0 + n] if compact else codes[0, 0:1]
+            if not compact:
+                # a copy first: gx may alias upre, and a loop that reads and writes the same
+                # memory is not vectorised (LLVM's overlap check fails): 4.5x slower
+                ut[:] = upre[t, s0 : s0 + n]
             gxt = gx[t, s0 : s0 + n]
             gst = gs[t, s0 : s0 + n] if has_gs else gs[0, 0:1]
             gut = gu[t, s0 : s0 + n] if has_gu else gu[0, 0:1]
