@@ -3,6 +3,7 @@ a data set, a model and a balancer, and every command reaches them -- `train`, `
 `export`, `report`, `--resume` re-import the plugin from the run's stored configuration."""
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -51,6 +52,8 @@ PLUGIN = textwrap.dedent(
 
 def _forget():
     """Make this process forget the plugin, as a new process would."""
+    for name in [m for m in sys.modules if m.startswith("rmpsnn_user_my_plugins_")]:
+        del sys.modules[name]
     for registry, name in ((DATASETS, "plug-stripes"), (MODELS, "plug_net")):
         if name in registry:
             registry.unregister(name)
@@ -207,3 +210,17 @@ def test_a_plugin_neuron_from_the_cli_and_from_a_config_file(tmp_path, monkeypat
     finally:
         if "plug-lif" in neurons.NEURONS:
             neurons.NEURONS.unregister("plug-lif")
+
+
+def test_a_file_given_to_import_and_to_model_runs_once(tmp_path, monkeypatch):
+    """One importer for user files: ``--import f.py`` and ``--model f.py:Net`` share the module."""
+    from rmpsnn.app.user_model import resolve_model_factory
+
+    monkeypatch.setattr(plugins, "_imported", {})
+    log, path = tmp_path / "ran.txt", tmp_path / "net_and_plugins.py"
+    path.write_text(
+        f"open({str(log)!r}, 'a').write('x')\nimport torch\nclass Net(torch.nn.Module):\n    pass\n"
+    )
+    plugins.import_plugins([str(path)])
+    assert resolve_model_factory(f"{path}:Net").__name__ == "Net"
+    assert log.read_text() == "x"

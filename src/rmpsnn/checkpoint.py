@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
-from .errors import CheckpointError, InputError, NonFiniteError
+from .errors import CheckpointError, InputError, NonFiniteError, one_line
 from .io import atomic_write  # re-exported: the one atomic write lives in rmpsnn.io
 from .limits import check_memory
 from .models import create
@@ -139,7 +139,7 @@ def _build(path: Path, name: str, kwargs: dict) -> nn.Module:
     except CheckpointError:
         raise
     except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError, NotImplementedError) as e:
-        detail = " ".join(str(e).split())[:200]
+        detail = one_line(e)
         raise CheckpointError(
             f"{path} does not match model {name!r}: its metadata does not build it ({detail}); the file "
             f"was edited or written for another version"

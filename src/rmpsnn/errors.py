@@ -20,6 +20,7 @@ __all__ = [
     "RmpsnnError",
     "RunLockedError",
     "WriteError",
+    "one_line",
 ]
 
 
@@ -73,3 +74,9 @@ class WriteError(RmpsnnError, OSError):
 
     def __str__(self) -> str:  # the message alone, even with errno and filename set
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """``error``'s message on one line (whitespace runs, newlines included, become one space),
+    cut at ``limit`` characters: a library's multi-line message inside one of ours."""
+    return " ".join(str(error).split())[:limit]

@@ -8,7 +8,7 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -116,7 +116,7 @@ def probe_model(model, input_shape, *, time_major: bool = False, what: str = "th
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             out = model(sample, **one_step)
     except (RuntimeError, ValueError, IndexError) as e:
-        detail = " ".join(str(e).split())[:200]
+        detail = one_line(e)
         raise InputError(
             f"{what} cannot take inputs of shape {list(input_shape)} (C, H, W): {detail}; use images of the "
             f"size the model was built for"

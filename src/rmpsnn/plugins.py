@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import InputError, RmpsnnError
 
-__all__ = ["import_plugins", "normalise_imports", "stored_imports"]
+__all__ = ["import_file", "import_plugins", "normalise_imports", "stored_imports"]
 
 _imported: dict[str, str] = {}  # spec (absolute path or module name) -> module name
 
@@ -40,13 +40,17 @@ def normalise_imports(specs: Iterable[str]) -> list[str]:
     return out
 
 
-def _import_file(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"--import {path}: no such file (give a module name or a .py file)")
-    name = f"rmpsnn_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+def import_file(path: str | Path):
+    """The module of the Python file ``path``, imported once per process (under a name made from
+    its absolute path, so ``--import f.py`` and ``--model f.py:Net`` share it).  Whatever the
+    file's own code raises propagates, and the half-imported module is dropped."""
+    path = Path(path).resolve()
+    name = f"rmpsnn_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise InputError(f"--import {path}: not a Python file")
+        raise InputError(f"{path} cannot be imported as a Python module (is it a .py file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -54,7 +58,13 @@ def _import_file(path: Path) -> str:
     except BaseException:
         del sys.modules[name]
         raise
-    return name
+    return module
+
+
+def _import_file(path: Path) -> str:
+    if not path.is_file():
+        raise InputError("no such file (give a module name or a .py file)")
+    return import_file(path).__name__
 
 
 def import_plugins(specs: Iterable[str] | None) -> list[str]:

@@ -9,18 +9,16 @@ named).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import inspect
 import pickle
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..plugins import import_file
 
 __all__ = ["is_user_model_spec", "load_state_dict_file", "load_user_model", "resolve_model_factory"]
 
@@ -33,20 +31,10 @@ def is_user_model_spec(spec: str | None) -> bool:
 
 
 def _import_file(path: Path):
-    name = "rmpsnn_user_model_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        return import_file(path)
     except Exception as e:
-        del sys.modules[name]
         raise ConfigError(f"importing {path} failed: {type(e).__name__}: {e}") from e
-    return module
 
 
 def resolve_model_factory(spec: str):

@@ -211,7 +211,7 @@ def convert(
             or a callable that receives one line per balanced or calibrated layer.
     """
     _check_arguments(
-        balance, calibrate, reset, scale, percentile,
+        calibrate, reset, scale, percentile,
         balance_timesteps=balance_timesteps,
         calibration_timesteps=calibration_timesteps,
         calibration_iterations=calibration_iterations,
@@ -293,10 +293,9 @@ def _balance(snn: ConvertedSNN, balancer: Balancer, ctx: BalanceContext, progres
         m.set_threshold(capped(th * ctx.scale, m))
 
 
-def _check_arguments(balance, calibrate, reset, scale, percentile, *, v_init, **step_counts) -> None:
-    """Refuse unknown names and out-of-range numbers before any work (one line each)."""
-    if balance != "auto":
-        get_balancer(balance)  # unknown names: a clear error
+def _check_arguments(calibrate, reset, scale, percentile, *, v_init, **step_counts) -> None:
+    """Refuse unknown names and out-of-range numbers before any work (one line each; an unknown
+    balancer when :func:`convert` looks it up, right after resolving ``"auto"``)."""
     if calibrate != "auto" and calibrate not in CALIBRATIONS:
         raise InputError(
             f"unknown calibrate {calibrate!r}; valid values: auto, {', '.join(CALIBRATIONS.names())}"

@@ -12,7 +12,7 @@ import random
 import torch
 
 from ..checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
-from ..errors import NonFiniteError
+from ..errors import NonFiniteError, one_line
 from .config import config_to_dict
 from .state import check_resume_state, load_state, save_state
 
@@ -141,5 +141,5 @@ class Checkpoints:
             if "cuda" in state["rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-            detail = " ".join(str(e).split())[:300]  # one line, whatever torch's message holds
+            detail = one_line(e, 300)  # one line, whatever torch's message holds
             raise CheckpointError(f"{path} does not match this run's model or optimizer: {detail}") from e

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import NIRExportError
+from ...errors import NIRExportError, one_line
 from ...layers import TimeFolded, call_timesteps, repeat_time
 from ...limits import check_timesteps
 from ...neurons import IF, LIF, OutputIntegrator
@@ -346,7 +346,7 @@ def _imported(name: str, node, dt: float, convention: str) -> nn.Module:
     except NIRExportError:
         raise
     except (TypeError, ValueError, IndexError, RuntimeError, OverflowError, AttributeError) as e:
-        detail = " ".join(str(e).split())[:200]
+        detail = one_line(e)
         raise NIRExportError(
             f"NIR node {name} ({type(node).__name__}): malformed parameters ({type(e).__name__}: {detail})"
         ) from e
@@ -365,7 +365,7 @@ def _check_layers_fit(net: NIRNetwork, input_node) -> None:
         with torch.no_grad():
             net(torch.zeros(1, 1, *shape), timesteps=1)
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        detail = " ".join(str(e).split())[:200]
+        detail = one_line(e)
         raise NIRExportError(
             f"the graph's layers do not fit its input {shape} ({detail}); the graph is damaged or was not "
             f"written for this input"
