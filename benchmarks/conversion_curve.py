@@ -43,9 +43,11 @@ def log(msg: str) -> None:
 
 
 def main(argv=None):
+    from rmpsnn.checkpoint import load_model
     from rmpsnn.conversion import convert, evaluate_over_time, first_within
     from rmpsnn.data.resolve import load_static
-    from rmpsnn.training import evaluate_arrays, load_model, normalised, train_ann
+    from rmpsnn.evaluation import evaluate_arrays, normalised
+    from rmpsnn.training import train_ann
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="shared")

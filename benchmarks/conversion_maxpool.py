@@ -148,7 +148,7 @@ def main(argv=None):
         print(f"{b}: auto - none at T = {steps_t[-1]}: {last}", flush=True)
     from pathlib import Path
 
-    from rmpsnn.checkpoint import atomic_write
+    from rmpsnn.io import atomic_write
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=1)

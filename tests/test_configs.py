@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rmpsnn.app.experiment import ConvertConfig, load_convert_config
+from rmpsnn.app.configs import ConvertConfig, load_convert_config
 from rmpsnn.cli import main
 from rmpsnn.conversion import balancing as balancing_module
 from rmpsnn.conversion import register_balancer

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from rmpsnn.conversion import (
-    ConversionError,
     ConvertedSNN,
     IFNode,
     SpikingMaxPool,
@@ -19,7 +18,7 @@ from rmpsnn.conversion import (
     simulate_layer,
 )
 from rmpsnn.conversion.observers import ann_view
-from rmpsnn.errors import InputError
+from rmpsnn.errors import ConversionError, InputError
 from rmpsnn.models import QCFS, create
 
 

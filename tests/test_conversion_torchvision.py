@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmpsnn.conversion import ConversionError, SpikingMaxPool, convert, simulate, simulate_layer
+from rmpsnn.conversion import SpikingMaxPool, convert, simulate, simulate_layer
+from rmpsnn.errors import ConversionError
 
 
 def conv3x3(i, o, stride=1, groups=1):

@@ -12,7 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from rmpsnn.data import DataError, cifar, load_cifar10, load_cifar100
+from rmpsnn.data import cifar, load_cifar10, load_cifar100
+from rmpsnn.errors import DataError
 
 from .conftest import closed_port
 

@@ -6,7 +6,6 @@ import torch
 
 from rmpsnn.data import (
     CIFAR10DVS,
-    DataError,
     EmulatedEvents,
     ImageArrays,
     augment_event_frames,
@@ -17,6 +16,7 @@ from rmpsnn.data import (
     write_aedat,
 )
 from rmpsnn.data.events import EVENT_DTYPE
+from rmpsnn.errors import DataError
 
 from .conftest import closed_port
 

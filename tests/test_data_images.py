@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from rmpsnn.data import ArrayLoader, DataError, ImageArrays, imagenet, load_image_folder
+from rmpsnn.data import ArrayLoader, ImageArrays, imagenet, load_image_folder
 from rmpsnn.data import transforms as T
+from rmpsnn.errors import DataError
 
 COLORS = {"cat": (200, 10, 10), "ant": (10, 200, 10), "bee": (10, 10, 200)}
 

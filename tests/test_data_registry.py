@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rmpsnn.checkpoint import load_model
 from rmpsnn.cli import main
 from rmpsnn.data import (
     DataConfig,
@@ -18,7 +19,7 @@ from rmpsnn.data import (
 )
 from rmpsnn.data.config import DATASETS
 from rmpsnn.errors import ConfigError, InputError
-from rmpsnn.training import ann_config, load_config, load_model, train, train_ann
+from rmpsnn.training import ann_config, load_config, train, train_ann
 
 from .conftest import write_two_class_folder
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rmpsnn.cli import main
-from rmpsnn.export import NIRExportError, export_safetensors, from_nir, load_exported, to_nir
+from rmpsnn.errors import NIRExportError
+from rmpsnn.export import export_safetensors, from_nir, load_exported, to_nir
 from rmpsnn.layers import TdBatchNorm2d
 from rmpsnn.models import create
 from rmpsnn.models.spiking import _DEFAULTS, SpikingNet, _gap_head, _neuron_kwargs, _stage

@@ -15,15 +15,23 @@ import torch
 from torch import nn
 
 from rmpsnn import errors
+from rmpsnn.checkpoint import load_model, save_model
 from rmpsnn.cli import main
-from rmpsnn.conversion import ConversionError, convert
+from rmpsnn.conversion import convert
 from rmpsnn.data import CIFAR10DVS, load_cifar10, write_aedat
 from rmpsnn.data.images import load_image_folder
 from rmpsnn.data.resolve import load_static
-from rmpsnn.errors import CheckpointError, ConfigError, DataError, NonFiniteError, RmpsnnError
+from rmpsnn.errors import (
+    CheckpointError,
+    ConfigError,
+    ConversionError,
+    DataError,
+    NonFiniteError,
+    RmpsnnError,
+)
 from rmpsnn.functional import if_multistep, lif_multistep
 from rmpsnn.models import create
-from rmpsnn.training import load_config, load_model, save_model, train, train_ann
+from rmpsnn.training import load_config, train, train_ann
 from rmpsnn.training.rundir import RunLock, read_metrics
 
 from .conftest import write_two_class_folder
@@ -259,7 +267,8 @@ def test_user_mistakes_end_in_one_line(tmp_path, cache, capsys):
     for argv, fragment in cases:
         rc, err = cli(capsys, *argv)
         assert_one_line(rc, err, fragment)
-    from rmpsnn.export import NIRExportError, from_nir
+    from rmpsnn.errors import NIRExportError
+    from rmpsnn.export import from_nir
 
     with pytest.raises(NIRExportError, match=r"bad\.nir: not a readable NIR file"):
         from_nir(bad_nir)

@@ -113,3 +113,42 @@ def test_sizes_stay_readable():
     assert not long_files and not long_functions, (long_files, long_functions)
     assert (SRC / "cli.py").read_text().count("\n") <= 250
     assert (SRC / "training" / "trainer.py").read_text().count("\n") <= 400
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """What a file defines at its top level: functions, classes, assigned names."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def _all_of(path: Path) -> list[str]:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            if isinstance(node.value, ast.List | ast.Tuple):
+                return [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+    return []
+
+
+def test_each_public_name_has_one_home():
+    """A module's ``__all__`` lists only what it defines, a package's only what its own modules
+    define (issue 27: ``load_model`` was exported from 3 places, ``CheckpointError`` from 4); the
+    top-level ``rmpsnn`` namespace lists sub-packages only."""
+    strays = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "__init__.py":  # what its modules define, and the modules themselves
+            own = set().union(*(_top_level_names(p) for p in path.parent.rglob("*.py")))
+            own |= {
+                p.stem for p in path.parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()
+            }
+            own |= {"__version__"}
+        else:
+            own = _top_level_names(path)
+        strays += [f"{path.relative_to(SRC)}: {n}" for n in _all_of(path) if n not in own]
+    assert not strays, strays

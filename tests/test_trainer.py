@@ -13,16 +13,10 @@ import pytest
 import torch
 import yaml
 
+from rmpsnn.checkpoint import load_model
 from rmpsnn.cli import main
-from rmpsnn.training import (
-    CheckpointError,
-    ConfigError,
-    load_config,
-    load_model,
-    load_state,
-    save_state,
-    train,
-)
+from rmpsnn.errors import CheckpointError, ConfigError
+from rmpsnn.training import load_config, load_state, save_state, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 
+from rmpsnn.checkpoint import load_model, save_model
 from rmpsnn.cli import main
+from rmpsnn.errors import CheckpointError
 from rmpsnn.models import create, list_models
-from rmpsnn.training import CheckpointError, load_model, save_model, train_ann
+from rmpsnn.training import train_ann
 
 from .conftest import write_two_class_folder
 

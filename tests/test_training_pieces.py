@@ -13,13 +13,14 @@ from rmpsnn.losses import quantization_error, rmp_loss
 from rmpsnn.neurons import MembraneRecorder, SpikingNeuron
 from rmpsnn.training import load_config, train
 from rmpsnn.training.distributed import Dist
+from rmpsnn.training.evaluate import evaluate_model
 from rmpsnn.training.loss_terms.tet import tet_parts
 from rmpsnn.training.objective import LOSS_TERMS, LossTerm
 from rmpsnn.training.optim import build_optimizer, param_groups
 from rmpsnn.training.rundir import RunLock
 from rmpsnn.training.runs import load_run
 from rmpsnn.training.sinks import SINKS, Sink
-from rmpsnn.training.trainer import Trainer, evaluate_model
+from rmpsnn.training.trainer import Trainer
 
 TINY = [
     "data.dataset=synthetic",

@@ -5,10 +5,12 @@ __version__ = "0.1.0"
 # Sub-modules load on first use (PEP 562), so that `rmpsnn --help` does not pay for torch.
 _SUBMODULES = (
     "analysis",
+    "checkpoint",
     "conversion",
     "data",
     "devices",
     "errors",
+    "evaluation",
     "export",
     "functional",
     "layers",

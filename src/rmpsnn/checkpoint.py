@@ -15,13 +15,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .errors import CheckpointError, InputError, NonFiniteError, one_line
-from .io import atomic_write  # re-exported: the one atomic write lives in rmpsnn.io
+from .io import atomic_write
 from .limits import check_memory
 from .models import create
 
 __all__ = [
-    "CheckpointError",
-    "atomic_write",
     "describe_nonfinite",
     "load_model",
     "nonfinite_tensors",

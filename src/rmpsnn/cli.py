@@ -85,12 +85,12 @@ def _train_ann(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .app.experiment import load_convert_config, run_conversion
+    from .app import configs, experiment
 
-    cfg = load_convert_config(args.config, _overrides(args))
+    cfg = configs.load_convert_config(args.config, _overrides(args))
     # a bar on a terminal, else a line per layer / step
     line = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    res = run_conversion(cfg, progress=None if sys.stderr.isatty() else line)
+    res = experiment.run_conversion(cfg, progress=None if sys.stderr.isatty() else line)
     print(f"wrote {', '.join(res['files'])}")
     return 0
 

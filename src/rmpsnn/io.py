@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import WriteError
 
-__all__ = ["WriteError", "atomic_write", "make_dirs", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_write", "make_dirs", "write_bytes", "write_json", "write_text"]
 
 # what to do about the usual reasons a write fails
 _HINTS = {

@@ -12,8 +12,8 @@ from ..errors import InputError
 from ..export.inputs import input_shape_of, sample_input
 from ..io import write_json
 from ..models import list_models
+from ..training.evaluate import evaluate_model
 from ..training.runs import load_run
-from ..training.trainer import evaluate_model
 from .configs import EvaluateOptions, ExportOptions
 
 __all__ = ["evaluate_checkpoint", "export_checkpoint"]

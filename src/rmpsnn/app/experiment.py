@@ -22,10 +22,10 @@ from ..errors import ConfigError, InputError
 from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
 from ..io import write_json
 from ..models import list_models
-from .configs import ConvertConfig, load_convert_config
+from .configs import ConvertConfig
 from .user_model import is_user_model_spec, load_user_model
 
-__all__ = ["ConvertConfig", "conversion_experiment", "load_convert_config", "run_conversion"]
+__all__ = ["conversion_experiment", "run_conversion"]
 
 
 def conversion_experiment(

@@ -11,7 +11,7 @@ from one simulation.
 from .balancing import BALANCERS, BalanceContext, available_balancers, register_balancer
 from .calibrate import CALIBRATIONS, available_calibrations, calibrate
 from .convert import ConvertedSNN, convert, evaluate_ann, evaluate_over_time, first_within
-from .graph import ConversionError, build_snn_graph
+from .graph import build_snn_graph
 from .nodes import IFNode
 from .pooling import SpikingMaxPool
 from .simulate import encode_input, simulate, simulate_layer
@@ -20,7 +20,6 @@ __all__ = [
     "BALANCERS",
     "CALIBRATIONS",
     "BalanceContext",
-    "ConversionError",
     "ConvertedSNN",
     "IFNode",
     "SpikingMaxPool",

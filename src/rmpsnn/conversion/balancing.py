@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import ConversionError, InputError
 from ..models.qcfs import QCFS
 from ..registry import Registry
-from .graph import ConversionError
 from .nodes import IFNode
 from .observers import ActivationObserver, ann_view, channel_max
 from .simulate import simulate, simulate_layer

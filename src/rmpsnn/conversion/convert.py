@@ -49,13 +49,14 @@ import torch
 from torch import fx, nn
 from tqdm import tqdm
 
-from ..errors import DataError, InputError
+from ..errors import ConversionError, DataError, InputError
 from ..evaluation import check_labels, top1
 from ..layers import call_timesteps
 from ..models.qcfs import QCFS
 from .balancing import BalanceContext, Balancer, capped, get_balancer, positive_threshold
 from .calibrate import CALIBRATIONS
-from .graph import ConversionError, build_snn_graph, check_input, expected_input
+from .checks import check_input, expected_input
+from .graph import build_snn_graph
 from .nodes import IFNode
 from .pooling import SpikingMaxPool
 from .simulate import simulate

@@ -30,11 +30,11 @@ from torch import fx, nn
 
 from ..errors import ConversionError, InputError
 from ..models.qcfs import QCFS
-from .checks import batch_dim_problem, check_input, expected_input, input_rank, node_arg, tensor_ranks
+from .checks import batch_dim_problem, input_rank, node_arg, tensor_ranks
 from .nodes import IFNode
 from .pooling import SpikingMaxPool
 
-__all__ = ["MAXPOOL_MODES", "ConversionError", "build_snn_graph", "check_input", "expected_input"]
+__all__ = ["MAXPOOL_MODES", "build_snn_graph"]
 
 
 _LINEAR_MODULES = (

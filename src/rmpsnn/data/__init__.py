@@ -71,7 +71,6 @@ __all__ = [
     "ArrayLoader",
     "DataBundle",
     "DataConfig",
-    "DataError",
     "DatasetLoader",
     "EmulatedEvents",
     "ImageArrays",

@@ -17,7 +17,6 @@ from ..errors import DataError
 from ..io import atomic_write, make_dirs
 
 __all__ = [
-    "DataError",
     "atomic_save_npz",
     "cache_dir",
     "download_url",

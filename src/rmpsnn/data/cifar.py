@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ._io import DataError, download_url, extract_archive
+from ..errors import DataError, InputError
+from ._io import download_url, extract_archive
 from .images import ImageArrays
 
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "load_cifar10", "load_cifar100"]

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import at_least, option
-from ..errors import InputError
+from ..errors import DataError, InputError
 from ..io import atomic_write, write_bytes
-from ._io import DataError, cache_dir, download_url, extract_archive
+from ._io import cache_dir, download_url, extract_archive
 from .config import dataset_options, register_dataset
 from .loader import mix_seed
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import DataError, InputError
 from ..limits import MAX_IMAGE_PIXELS, gib
-from ._io import DataError, atomic_save_npz, cache_dir, file_checksum
+from ._io import atomic_save_npz, cache_dir, file_checksum
 from .config import register_dataset
 
 __all__ = [

@@ -25,21 +25,18 @@ import torch
 
 from ..errors import ConfigError
 from . import transforms as T
-from .config import DATASETS, DataConfig, available_datasets, register_dataset
+from .config import DATASETS, DataConfig
 from .images import ImageArrays, require_classes, require_same_image_size
 from .loader import ArrayLoader, DatasetLoader, collate_time_major
 from .resolve import channel_stats
 
 __all__ = [
     "DataBundle",
-    "DataConfig",
     "LoaderContext",
-    "available_datasets",
     "build_data",
     "dataset_bundle",
     "image_arrays",
     "image_bundle",
-    "register_dataset",
 ]
 
 

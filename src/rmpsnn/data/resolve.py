@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ._io import DataError
+from ..errors import DataError, InputError
 from .cifar import load_cifar10, load_cifar100
 from .config import register_dataset
 from .images import ImageArrays, has_split, load_image_folder

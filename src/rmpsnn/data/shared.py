@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._io import DataError
+from ..errors import DataError
 from .images import ImageArrays, load_image_folder
 
 __all__ = ["shared_cifar10", "shared_cifar10_zip"]

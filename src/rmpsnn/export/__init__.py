@@ -1,7 +1,7 @@
 """Export: NIR graphs (:func:`to_nir` / :func:`from_nir`) and pickle-free weights
 (:func:`export_safetensors` / :func:`load_exported`)."""
 
-from .nir import NIRExportError, NIRNetwork, from_nir, to_nir
+from .nir import NIRNetwork, from_nir, to_nir
 from .weights import export_safetensors, load_exported
 
-__all__ = ["NIRExportError", "NIRNetwork", "export_safetensors", "from_nir", "load_exported", "to_nir"]
+__all__ = ["NIRNetwork", "export_safetensors", "from_nir", "load_exported", "to_nir"]

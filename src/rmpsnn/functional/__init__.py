@@ -7,16 +7,8 @@ checks), :mod:`.reference` (the differentiable reference step and :class:`~.refe
 ops), :mod:`.neuron` (the public functions below).
 """
 
-from .neuron import (
-    IF_PARAMS,
-    LIF_PARAMS,
-    RESETS,
-    NeuronParams,
-    if_multistep,
-    lif_multistep,
-    lif_multistep_state,
-    signed_if_multistep,
-)
+from .neuron import if_multistep, lif_multistep, lif_multistep_state, signed_if_multistep
+from .params import IF_PARAMS, LIF_PARAMS, RESETS, NeuronParams
 
 __all__ = [
     "IF_PARAMS",

@@ -44,7 +44,6 @@ from .kernels import cpu_kernels, run_kernel, select_kernel
 from .params import (
     IF_PARAMS,
     LIF_PARAMS,
-    RESETS,
     NeuronParams,
     Param,
     as_param,
@@ -57,10 +56,6 @@ from .params import (
 from .reference import LIF_SPEC, Firing, run_reference, torch_backward, torch_forward
 
 __all__ = [
-    "IF_PARAMS",
-    "LIF_PARAMS",
-    "RESETS",
-    "NeuronParams",
     "if_multistep",
     "lif_multistep",
     "lif_multistep_state",

@@ -24,7 +24,7 @@ Two step modes, same maths:
 """
 
 from .base import STEP_MODES, MembraneRecorder, Neuron, OutputIntegrator, Stateful, reset_states
-from .lif import IF, LIF, RESETS, SpikingNeuron
+from .lif import IF, LIF, SpikingNeuron
 from .plif import PLIF
 from .registry import NEURONS, register_neuron
 from .synaptic import SynapticLIF
@@ -34,7 +34,6 @@ __all__ = [
     "LIF",
     "NEURONS",
     "PLIF",
-    "RESETS",
     "STEP_MODES",
     "MembraneRecorder",
     "Neuron",

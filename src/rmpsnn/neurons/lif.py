@@ -16,7 +16,6 @@ from ..functional.neuron import lif_multistep_state
 from ..functional.params import (
     IF_PARAMS,
     LIF_PARAMS,
-    RESETS,
     NeuronParams,
     check_number,
     check_threshold,
@@ -25,7 +24,7 @@ from ..functional.params import (
 from .base import Neuron
 from .registry import register_neuron
 
-__all__ = ["IF", "LIF", "MIN_LEARNED_THRESHOLD", "RESETS", "SpikingNeuron"]
+__all__ = ["IF", "LIF", "MIN_LEARNED_THRESHOLD", "SpikingNeuron"]
 
 MIN_LEARNED_THRESHOLD = 1e-3  # a learned threshold is clamped here (<= 0 would fire every step)
 

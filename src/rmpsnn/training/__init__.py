@@ -1,25 +1,19 @@
 """Training: direct SNN training with RMP-Loss (:class:`Trainer`, :func:`train`, behind
 ``rmpsnn train``), ANN training for conversion (``train_ann``), configuration
-(:func:`load_config`), and pickle-free checkpoints."""
+(:func:`load_config`), and loading a run (:func:`load_run`); checkpoints of a model are
+:mod:`rmpsnn.checkpoint`'s, errors :mod:`rmpsnn.errors`'."""
 
 # Names load on first use (PEP 562): `rmpsnn.training.config` (the typed configuration) is read
 # by the command line without torch.
 _HOME = {
-    "CheckpointError": "..checkpoint",
-    "ConfigError": ".config",
     "LoadedRun": ".runs",
     "TrainConfig": ".config",
     "Trainer": ".trainer",
     "ann_config": ".ann",
-    "evaluate_arrays": "..evaluation",
-    "evaluate_model": ".trainer",
+    "evaluate_model": ".evaluate",
     "load_config": ".config",
-    "load_model": "..checkpoint",
     "load_run": ".runs",
     "load_state": ".state",
-    "normalised": "..evaluation",
-    "resolve_checkpoint": "..checkpoint",
-    "save_model": "..checkpoint",
     "save_state": ".state",
     "train": ".trainer",
     "train_ann": ".ann",

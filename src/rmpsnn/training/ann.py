@@ -16,23 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import save_model
+from ..config import config_to_dict
 from ..data.config import DataConfig
 from ..errors import ConfigError, InputError
-from ..evaluation import evaluate_arrays, normalised
-from .config import ANN_DEFAULTS, TrainConfig, config_to_dict, load_config
-from .optim import param_groups, warmup_cosine
+from .config import ANN_DEFAULTS, TrainConfig, load_config
 from .trainer import Trainer
 
 __all__ = [
-    "ANN_DEFAULTS",
     "ann_config",
-    "evaluate_arrays",
     "fit_ann",
-    "normalised",
-    "param_groups",
     "save_ann",
     "train_ann",
-    "warmup_cosine",
 ]
 
 

@@ -11,9 +11,9 @@ import random
 
 import torch
 
-from ..checkpoint import CheckpointError, describe_nonfinite, nonfinite_tensors, save_model
-from ..errors import NonFiniteError, one_line
-from .config import config_to_dict
+from ..checkpoint import describe_nonfinite, nonfinite_tensors, save_model
+from ..config import config_to_dict
+from ..errors import CheckpointError, NonFiniteError, one_line
 from .state import check_resume_state, load_state, save_state
 
 __all__ = ["Checkpoints"]

@@ -33,7 +33,6 @@ from ..config import (
     imports_option,
     in_range,
     option,
-    parse_override,
     read_config,
     set_values,
 )
@@ -42,12 +41,9 @@ from ..errors import ConfigError
 
 __all__ = [
     "ANN_DEFAULTS",
-    "ConfigError",
     "TrainConfig",
     "apply_overrides",
-    "config_to_dict",
     "load_config",
-    "parse_override",
 ]
 
 SEED_RANGE = in_range(0, 2**32 - 1)  # numpy's and torch's seeds both take it

@@ -23,8 +23,8 @@ import os
 import socket
 from pathlib import Path
 
-from ..errors import CheckpointError, InputError, RunLockedError
-from .config import ConfigError, TrainConfig, load_config
+from ..errors import CheckpointError, ConfigError, InputError, RunLockedError
+from .config import TrainConfig, load_config
 
 try:
     import fcntl

@@ -6,8 +6,9 @@ import inspect
 
 from ..data import registry as data_registry
 from ..data.registry import DataBundle, LoaderContext
+from ..errors import ConfigError
 from ..models.registry import builder
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .distributed import Dist
 
 __all__ = ["build_data", "model_kwargs"]

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from ..checkpoint import CheckpointError, atomic_write, read_safetensors
+from ..checkpoint import read_safetensors
+from ..errors import CheckpointError
+from ..io import atomic_write
 
 __all__ = ["check_resume_state", "load_state", "save_state"]
 

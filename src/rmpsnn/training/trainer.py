@@ -38,14 +38,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..errors import NonFiniteError
+from ..config import config_to_dict
+from ..errors import ConfigError, NonFiniteError
 from ..io import write_text
 from ..limits import check_simulation
 from ..models import create
 from ..models.registry import list_models
 from . import sinks as _sinks  # noqa: F401  (registers the built-in sinks)
 from .checkpointing import Checkpoints
-from .config import ConfigError, TrainConfig, apply_overrides, config_to_dict, load_config
+from .config import TrainConfig, apply_overrides, load_config
 from .distributed import init_distributed
 from .evaluate import evaluate_model
 from .objective import build_objective
@@ -55,7 +56,7 @@ from .setup import build_data, model_kwargs
 from .sinks.base import SINKS
 from .summary import already_finished, epoch_line, finish
 
-__all__ = ["Trainer", "build_data", "evaluate_model", "train"]
+__all__ = ["Trainer", "train"]
 
 _TAIL_COLUMNS = (
     "loss",

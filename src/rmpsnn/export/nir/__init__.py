@@ -34,9 +34,8 @@ followed by ``Scale(θ)`` (the layer outputs spikes x θ), additions become summ
 the accumulated read-out an ``I`` node; the initial potential (e.g. θ/2) is in metadata.
 """
 
-from ...errors import NIRExportError
 from .common import TARGET_DT
 from .reader import NIRNetwork, from_nir
 from .writer import to_nir
 
-__all__ = ["TARGET_DT", "NIRExportError", "NIRNetwork", "from_nir", "to_nir"]
+__all__ = ["TARGET_DT", "NIRNetwork", "from_nir", "to_nir"]
