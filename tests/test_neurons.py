@@ -45,6 +45,22 @@ def test_carry_state_chunks_equal_one_run():
     assert chunked.v is None
 
 
+def test_detach_state_truncates_backprop_through_time_between_chunks():
+    """Truncated BPTT on a long stream: the carried potential keeps its value, and the gradient of
+    a chunk's loss stops at the chunk boundary."""
+    x = torch.randn(8, 2, 5, requires_grad=True)
+    lif = LIF(carry_state=True, tau=0.9, v_th=0.3)
+    first = lif(x[:4])
+    carried = lif.v.clone()
+    lif.detach_state()
+    assert torch.equal(lif.v, carried) and not lif.v.requires_grad
+    second = lif(x[4:])
+    second.sum().backward()
+    assert x.grad[:4].abs().sum() == 0 and x.grad[4:].abs().sum() > 0
+    whole = LIF(tau=0.9, v_th=0.3)(x.detach())  # the values are those of one uninterrupted run
+    assert torch.equal(torch.cat([first, second]).detach(), whole)
+
+
 def test_output_integrator_readouts():
     x = torch.arange(12.0).reshape(3, 2, 2)  # [T=3, B=2, K=2]
     mean = OutputIntegrator("mean")

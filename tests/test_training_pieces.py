@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rmpsnn.errors import ConfigError, RunLockedError
+from rmpsnn.errors import ConfigError, InputError, RunLockedError
 from rmpsnn.losses import quantization_error, rmp_loss
 from rmpsnn.neurons import MembraneRecorder, SpikingNeuron
 from rmpsnn.training import load_config, train
@@ -182,9 +182,22 @@ def test_load_run_reads_the_model_and_its_thresholds(tmp_path):
     run = load_run(out, timesteps=2)
     assert run.cfg.model.timesteps == 2 and run.model.timesteps == 2 and run.cfg.data.augment == "none"
     assert run.info["kwargs"]["timesteps"] == 2  # built with that T (what an export records)
+    with pytest.raises(InputError, match=r"timesteps must be an integer >= 1 .* got 0"):
+        load_run(out, timesteps=0)
     assert run.v_th == pytest.approx(0.4)  # from the neurons
     ev = evaluate_model(run.model, run.data.test(), data=run.data)
     assert ev["images"] == 32 and set(ev["per_layer"]) == {"stem_lif", "body.2", "body.6"}
+
+
+def test_load_model_builds_with_other_arguments_only_those_the_model_was_built_with(tmp_path):
+    from rmpsnn.checkpoint import load_model, save_model
+    from rmpsnn.models import create
+
+    kwargs = {"num_classes": 10, "width": [4, 8, 8]}
+    save_model(tmp_path / "ann.safetensors", create("ann_cpu_net", **kwargs), model_name="ann_cpu_net",
+               model_kwargs=kwargs)  # fmt: skip
+    with pytest.raises(InputError, match=r"'ann_cpu_net' was not built with timesteps .* cannot be changed"):
+        load_model(tmp_path / "ann.safetensors", kwargs={"timesteps": 8})
 
 
 def test_a_locked_ann_run_names_train_ann(tmp_path):

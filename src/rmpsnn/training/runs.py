@@ -58,6 +58,9 @@ def load_run(
     checkpoint = resolve_checkpoint(path)
     device = resolve_device(device)
     # the model owns T: another T builds it with that T (docs/neurons.md, "Time")
+    bad_steps = isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1
+    if timesteps is not None and bad_steps:
+        raise InputError(f"timesteps must be an integer >= 1 (or None: the run's own), got {timesteps!r}")
     build = None if timesteps is None else {"timesteps": timesteps}
     model, info = load_model(checkpoint, device=device, kwargs=build)
     if "config" not in info:
