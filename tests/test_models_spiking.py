@@ -55,8 +55,9 @@ def test_one_time_convention_model_owns_T_a_call_may_override_it():
     assert model(frames).shape == (4, 2, 5) and model(frames, timesteps=4).shape == (4, 2, 5)
     with pytest.raises(ValueError, match=r"time-major with T = 4, but timesteps=2"):
         model(frames, timesteps=2)
-    with pytest.raises(ValueError, match=r"timesteps must be an integer >= 1, got 0"):
-        model(x, timesteps=0)
+    for bad in (0, 2.5, "abc", True):
+        with pytest.raises(ValueError, match=r"timesteps must be an integer >= 1, got"):
+            model(x, timesteps=bad)
 
 
 def test_probe_runs_one_step_without_touching_the_model():

@@ -63,6 +63,8 @@ def call_timesteps(own: int | None, given: int | None, *, what: str, input_steps
     A time-major input ``[T, B, ...]`` brings its own T (``input_steps``; a ``timesteps`` given
     with it must agree).  A static batch is repeated over the ``timesteps`` of the call if given,
     else over the network's own (``own``, set when it was built)."""
+    if given is not None and not _whole_positive(given):
+        raise InputError(f"{what}: timesteps must be an integer >= 1, got {given!r}")
     if input_steps is not None:
         if given is not None and int(given) != input_steps:
             raise InputError(
@@ -73,9 +75,16 @@ def call_timesteps(own: int | None, given: int | None, *, what: str, input_steps
     steps = own if given is None else given
     if steps is None:
         raise InputError(f"{what}: give timesteps (T) for a static input; the network has none of its own")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+    if not _whole_positive(steps):
         raise InputError(f"{what}: timesteps must be an integer >= 1, got {steps!r}")
     return int(steps)
+
+
+def _whole_positive(n) -> bool:
+    try:
+        return not isinstance(n, bool) and int(n) == n and n >= 1
+    except (TypeError, ValueError):
+        return False
 
 
 class TimeFolded(nn.Sequential):

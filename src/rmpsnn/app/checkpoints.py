@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import load_model, resolve_checkpoint
-from ..devices import resolve_device
 from ..errors import InputError
 from ..export.inputs import input_shape_of, sample_input
 from ..io import write_json
@@ -22,11 +21,10 @@ __all__ = ["evaluate_checkpoint", "export_checkpoint"]
 def evaluate_checkpoint(opts: EvaluateOptions, *, log: Callable[[str], None] = print) -> dict:
     """Test accuracy and quantization error of the model of ``opts.checkpoint`` on the test set it
     was trained on (``opts.data``: ``key=value`` overrides of its data section)."""
-    device = resolve_device(opts.device)
     overrides = [f"data.{k}" for k in opts.data]
-    run = load_run(opts.checkpoint, device=device, overrides=overrides, timesteps=opts.timesteps)
+    run = load_run(opts.checkpoint, device=opts.device, overrides=overrides, timesteps=opts.timesteps)
     model, info = run.model, run.info
-    ev = evaluate_model(model, run.data.test(), v_th=run.v_th, device=device, data=run.data)
+    ev = evaluate_model(model, run.data.test(), v_th=run.v_th, device=run.device, data=run.data)
     steps = getattr(model, "timesteps", None)
     result = {"checkpoint": str(run.checkpoint), "model": info["model"], "timesteps": steps, **ev}
     q = ev["quantization_error"]

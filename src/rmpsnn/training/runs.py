@@ -32,6 +32,7 @@ class LoadedRun:
     info: dict
     cfg: TrainConfig
     data: DataBundle
+    device: torch.device  # where the model and the data's batches are
 
     @property
     def v_th(self) -> float | None:
@@ -55,8 +56,8 @@ def load_run(
     """The model of ``path`` (a run directory: its best checkpoint; or a ``.safetensors`` of
     ``rmpsnn train``/``train-ann``) with its configuration (``overrides`` applied; augmentation
     off) and the data it was trained on; ``timesteps`` evaluates a spiking model at another T."""
+    device = resolve_device(device)  # first: a wrong device is the one error, whatever the path
     checkpoint = resolve_checkpoint(path)
-    device = resolve_device(device)
     # the model owns T: another T builds it with that T (docs/neurons.md, "Time")
     bad_steps = isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1
     if timesteps is not None and bad_steps:
@@ -82,4 +83,4 @@ def load_run(
         lower="lower --timesteps" if timesteps is not None else "the checkpoint's timesteps are damaged",
         error=InputError if timesteps is not None else CheckpointError,
     )  # fmt: skip
-    return LoadedRun(checkpoint, model, info, cfg, data)
+    return LoadedRun(checkpoint, model, info, cfg, data, device)
