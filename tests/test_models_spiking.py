@@ -56,7 +56,7 @@ def test_one_time_convention_model_owns_T_a_call_may_override_it():
     with pytest.raises(ValueError, match=r"time-major with T = 4, but timesteps=2"):
         model(frames, timesteps=2)
     for bad in (0, 2.5, "abc", True):
-        with pytest.raises(ValueError, match=r"timesteps must be an integer >= 1, got"):
+        with pytest.raises(ValueError, match=r"the number of time steps must be a whole number >= 1, got"):
             model(x, timesteps=bad)
 
 

@@ -182,7 +182,8 @@ def test_load_run_reads_the_model_and_its_thresholds(tmp_path):
     run = load_run(out, timesteps=2)
     assert run.cfg.model.timesteps == 2 and run.model.timesteps == 2 and run.cfg.data.augment == "none"
     assert run.info["kwargs"]["timesteps"] == 2  # built with that T (what an export records)
-    with pytest.raises(InputError, match=r"timesteps must be an integer >= 1 .* got 0"):
+    bad = r"load_run\(timesteps=\): the number of time steps must be a whole number >= 1, got 0"
+    with pytest.raises(InputError, match=bad):
         load_run(out, timesteps=0)
     assert run.v_th == pytest.approx(0.4)  # from the neurons
     ev = evaluate_model(run.model, run.data.test(), data=run.data)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .errors import InputError
 from .functional.params import LIF_PARAMS
+from .limits import whole_steps
 
 __all__ = [
     "DirectEncoder",
@@ -63,10 +64,10 @@ def call_timesteps(own: int | None, given: int | None, *, what: str, input_steps
     A time-major input ``[T, B, ...]`` brings its own T (``input_steps``; a ``timesteps`` given
     with it must agree).  A static batch is repeated over the ``timesteps`` of the call if given,
     else over the network's own (``own``, set when it was built)."""
-    if given is not None and not _whole_positive(given):
-        raise InputError(f"{what}: timesteps must be an integer >= 1, got {given!r}")
+    if given is not None:
+        given = whole_steps(given, what=what)
     if input_steps is not None:
-        if given is not None and int(given) != input_steps:
+        if given is not None and given != input_steps:
             raise InputError(
                 f"{what}: the input is time-major with T = {input_steps}, but timesteps={given} was given; "
                 f"give one of them"
@@ -75,16 +76,7 @@ def call_timesteps(own: int | None, given: int | None, *, what: str, input_steps
     steps = own if given is None else given
     if steps is None:
         raise InputError(f"{what}: give timesteps (T) for a static input; the network has none of its own")
-    if not _whole_positive(steps):
-        raise InputError(f"{what}: timesteps must be an integer >= 1, got {steps!r}")
-    return int(steps)
-
-
-def _whole_positive(n) -> bool:
-    try:
-        return not isinstance(n, bool) and int(n) == n and n >= 1
-    except (TypeError, ValueError):
-        return False
+    return whole_steps(steps, what=what)
 
 
 class TimeFolded(nn.Sequential):

@@ -19,6 +19,7 @@ __all__ = [
     "check_timesteps",
     "gib",
     "probe_model",
+    "whole_steps",
 ]
 
 # a decoded image larger than this (pixels per image) is refused: 8192 x 8192, 200 MB as RGB
@@ -55,6 +56,14 @@ def check_memory(nbytes: float, *, what: str, lower: str, error: type[Exception]
         )
 
 
+def whole_steps(value, *, what: str, error: type[Exception] = InputError) -> int:
+    """``value`` as an int >= 1 -- a whole number of time steps (not a bool, not 2.0), else one
+    line naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise error(f"{what}: the number of time steps must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def check_timesteps(
     timesteps,
     elements_per_step: int,
@@ -64,11 +73,9 @@ def check_timesteps(
     bytes_per_element: int = 4,
     lower: str = "lower the number of time steps (or the batch size)",
 ) -> int:
-    """``timesteps`` as an int >= 1, refused (``error``) when ``timesteps * elements_per_step``
-    values of ``bytes_per_element`` bytes would not fit in memory."""
-    if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral) or timesteps < 1:
-        raise error(f"{what}: the number of time steps must be a whole number >= 1, got {timesteps!r}")
-    timesteps = int(timesteps)
+    """``timesteps`` as an int >= 1 (:func:`whole_steps`), refused (``error``) when
+    ``timesteps * elements_per_step`` values of ``bytes_per_element`` bytes would not fit in memory."""
+    timesteps = whole_steps(timesteps, what=what, error=error)
     check_memory(
         float(timesteps) * max(int(elements_per_step), 1) * bytes_per_element,
         what=f"{what} with {timesteps} time steps",

@@ -16,7 +16,7 @@ from ..data.registry import DataBundle
 from ..devices import resolve_device
 from ..errors import CheckpointError, InputError
 from ..evaluation import check_model_matches_data
-from ..limits import check_simulation
+from ..limits import check_simulation, whole_steps
 from ..neurons import SpikingNeuron
 from .config import TrainConfig, load_config
 from .distributed import Dist
@@ -59,10 +59,7 @@ def load_run(
     device = resolve_device(device)  # first: a wrong device is the one error, whatever the path
     checkpoint = resolve_checkpoint(path)
     # the model owns T: another T builds it with that T (docs/neurons.md, "Time")
-    bad_steps = isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1
-    if timesteps is not None and bad_steps:
-        raise InputError(f"timesteps must be an integer >= 1 (or None: the run's own), got {timesteps!r}")
-    build = None if timesteps is None else {"timesteps": timesteps}
+    build = None if timesteps is None else {"timesteps": whole_steps(timesteps, what="load_run(timesteps=)")}
     model, info = load_model(checkpoint, device=device, kwargs=build)
     if "config" not in info:
         raise InputError(
