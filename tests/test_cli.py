@@ -192,3 +192,127 @@ def test_the_command_tunes_the_cpu_allocator_unless_told_not_to(monkeypatch):
         __import__("ctypes").CDLL(None), "gnu_get_libc_version"
     )
     assert devices.tune_cpu_allocator() is glibc
+
+
+def _one_line_error(capsys, argv, *words):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for w in words:
+        assert w in err[0], err
+    return err[0]
+
+
+def test_outputs_never_replace_the_checkpoint_they_read(tmp_path, capsys):
+    """An outside audit: ``evaluate --out`` and ``convert --out`` wrote JSON over the user's
+    checkpoint; ``export --out FILE`` crashed; ``--target`` with safetensors was ignored; a wrong
+    ``--input-shape`` was a traceback."""
+    from rmpsnn.checkpoint import save_model
+    from rmpsnn.models import create
+
+    data = {"input_shape": [1, 8, 8], "time_major": False}
+    kwargs = {"width": [4, 4, 4], "in_channels": 1, "image_size": 8, "num_classes": 2, "timesteps": 2}
+    snn = save_model(tmp_path / "snn.safetensors", create("cpu_net", **kwargs), model_name="cpu_net",
+                     model_kwargs=kwargs, data=data)  # fmt: skip
+    before = snn.read_bytes()
+    _one_line_error(
+        capsys, ["evaluate", "--checkpoint", str(snn), "--out", str(snn)], "--out", ".safetensors"
+    )
+    _one_line_error(capsys, ["export", "--checkpoint", str(snn), "--out", str(snn)], "--out", "model.nir")
+    _one_line_error(
+        capsys,
+        [
+            "export",
+            "--checkpoint",
+            str(snn),
+            "--format",
+            "safetensors",
+            "--target",
+            "norse",
+            "--out",
+            str(tmp_path / "w"),
+        ],
+        "--target",
+        "--format nir",
+    )
+    _one_line_error(
+        capsys,
+        ["export", "--checkpoint", str(snn), "--input-shape", "3", "8", "8", "--out", str(tmp_path / "x")],
+        "--input-shape",
+        "[1, 8, 8]",
+    )
+    _one_line_error(
+        capsys,
+        ["convert", "--ann", str(snn), "--out", str(snn), "data.dataset=synthetic"],
+        "--out",
+        "the file this command reads",
+    )
+    assert snn.read_bytes() == before and not (tmp_path / "x").exists()
+
+
+def test_a_model_file_without_a_class_says_which_to_give(tmp_path, capsys):
+    (tmp_path / "net.py").write_text("import torch\n")
+    _one_line_error(
+        capsys,
+        [
+            "convert",
+            "--model",
+            str(tmp_path / "net.py"),
+            "--ann",
+            str(tmp_path / "w.pt"),
+            "data.dataset=synthetic",
+        ],
+        "net.py:ClassName",
+    )
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_go_on(monkeypatch, capsys):
+    import rmpsnn.training
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rmpsnn.training, "train", interrupted)
+    assert main(["train", "data.dataset=synthetic"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rmpsnn train: interrupted; go on with rmpsnn train --resume RUN_DIR"]
+
+
+def test_a_user_model_built_for_other_images_is_one_line(tmp_path, capsys):
+    """A leading flatten hid the size mismatch from the layer check: a traceback, exit 1."""
+    import torch
+
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(7, 4)\n"
+        "    def forward(self, x):\n        return torch.relu(self.fc(torch.flatten(x, 1)))\n"
+    )
+    torch.save({"fc.weight": torch.zeros(4, 7), "fc.bias": torch.zeros(4)}, tmp_path / "w.pt")
+    argv = ["convert", "--model", f"{tmp_path / 'net.py'}:Net", "--ann", str(tmp_path / "w.pt")]
+    _one_line_error(
+        capsys, [*argv, "data.dataset=synthetic", f"run.out={tmp_path / 'c.json'}"], "cannot take", "mat1"
+    )
+
+
+def test_max_pooling_mode_is_a_convert_option(capsys):
+    """``convert(maxpool=)`` was reachable from Python only (the docs tell NIR users to pick avg)."""
+    from rmpsnn.app.configs import load_convert_config
+    from rmpsnn.conversion.graph import MAXPOOL_MODES
+
+    assert load_convert_config(None, ["conversion.maxpool=avg"]).conversion.maxpool == "avg"
+    _one_line_error(capsys, ["convert", "--maxpool", "max", "--ann", "x.safetensors"], "spiking, avg, error")
+    assert set(MAXPOOL_MODES) == {"spiking", "avg", "error"}
+
+
+def test_a_mistyped_flag_is_named_alone_with_the_nearest_one(capsys):
+    """The overrides around a mistyped flag were listed as unrecognized too, under a usage block."""
+    with pytest.raises(SystemExit) as e:
+        main(["train", "model.timesteps=2", "--epcohs", "1", "optim.batch_size", "8", "run.out=x"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--epcohs (did you mean --epochs?)" in err[0], err
+    assert (
+        "optim.batch_size (an override is section.key=value" in err[0] and "model.timesteps=2" not in err[0]
+    )

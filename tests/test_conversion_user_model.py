@@ -100,7 +100,7 @@ def test_user_model_errors_are_one_line_exit_2(user_files, capsys):
         (["--model", f"{spec}:Net", "--ann", str(tmp / "listy.pt")], "not a plain state dict"),
         (["--model", f"{spec}:Net", "--ann", w, "ann.input_shape=3,32,32"], "are 3,16,16"),
         (["--model", f"{spec}:Net", "--ann", w, "conversion.v_init=nan"], "finite fraction"),
-        (["--model", f"{spec}:Net", "--ann", w, "ann.kwargs.bogus=1"], "calling Net"),
+        (["--model", f"{spec}:Net", "--ann", w, "ann.kwargs.bogus=1"], r"calling Net\(bogus=1\) failed"),
     ]
     for args, message in cases:
         capsys.readouterr()
@@ -108,3 +108,12 @@ def test_user_model_errors_are_one_line_exit_2(user_files, capsys):
         err = capsys.readouterr().err.strip()
         assert rc == 2, (args, err)
         assert len(err.splitlines()) == 1 and __import__("re").search(message, err), (args, err)
+
+
+def test_a_state_dict_saved_from_ddp_loads_without_its_module_prefix(user_files):
+    """DDP/DataParallel save ``module.``-prefixed keys; the prefix is dropped (as timm does)."""
+    tmp, folder = user_files
+    state = torch.load(tmp / "w.pt")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp / "ddp.pt")
+    rc, out = _convert(tmp, folder, "--model", f"{tmp / 'my_model.py'}:Net", "--ann", str(tmp / "ddp.pt"))
+    assert rc == 0 and json.loads(out.read_text())["variants"]

@@ -300,3 +300,15 @@ def test_a_converted_snn_started_at_half_the_threshold_is_not_exported_for_other
         warnings.simplefilter("ignore")
         back = from_nir(to_nir(snn, x[:2], timesteps=8, allow_lossy_reset=True))  # rmpsnn keeps it
     torch.testing.assert_close(back(x[:2].expand(8, -1, -1)), snn(x[:2], 8)[-1])
+
+
+@pytest.mark.parametrize(("readout", "how"), [("mean", "average"), ("final", "sum")])
+def test_the_portable_graph_says_how_to_read_out_rmpsnns_logits(readout, how):
+    """An outside audit: a ``mean`` read-out model's graph said "sum the outputs over time", which
+    gives T times rmpsnn's logits."""
+    from rmpsnn.models import create
+
+    model = create("cpu_net", width=(4, 4, 4), image_size=8, num_classes=2, timesteps=2, readout=readout)
+    graph = to_nir(model, torch.zeros(1, 3, 8, 8), target="snntorch")
+    note = [c for c in graph.metadata["rmpsnn"]["portable"] if "read-out" in c]
+    assert len(note) == 1 and f"({how} the outputs over time" in note[0], note

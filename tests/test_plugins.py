@@ -224,3 +224,43 @@ def test_a_file_given_to_import_and_to_model_runs_once(tmp_path, monkeypatch):
     plugins.import_plugins([str(path)])
     assert resolve_model_factory(f"{path}:Net").__name__ == "Net"
     assert log.read_text() == "x"
+
+
+def test_a_moved_plugin_is_named_with_its_source_and_found_again_with_import(
+    plugin, tmp_path, monkeypatch, capsys
+):
+    """An outside audit: after the plugin file moved, every command failed with an --import the
+    user never typed, and --import NEW.py did not help (the stored path was still tried)."""
+    run = tmp_path / "snn"
+    tiny = ["optim.epochs=1", "optim.batch_size=8", "model.timesteps=2", "run.progress=off"]
+    _run(capsys, "train", "--import", plugin, "data.dataset=plug-stripes", "--model", "plug_net", *tiny,
+         f"run.out={run}")  # fmt: skip
+    moved = tmp_path / "elsewhere" / "renamed_plugins.py"
+    moved.parent.mkdir()
+    plugin.rename(moved)
+    monkeypatch.setattr(plugins, "_imported", {})
+    _forget()
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stored in its run.imports" in err[0] and "--import NEW_PLACE.py" in err[0], err
+    for name in [m for m in sys.modules if m.startswith("rmpsnn_user_renamed_plugins_")]:
+        del sys.modules[name]
+    assert "plug_net T=2: test accuracy" in _run(capsys, "evaluate", "--import", moved, "--checkpoint", run)
+    for name in [m for m in sys.modules if m.startswith("rmpsnn_user_renamed_plugins_")]:
+        del sys.modules[name]
+
+
+def test_a_config_files_relative_import_is_read_beside_it(plugin, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "cfgdir"
+    folder.mkdir()
+    plugin.rename(folder / "my_plugins.py")
+    (folder / "c.yaml").write_text(
+        "run: {imports: [my_plugins.py], progress: false}\n"
+        "data: {dataset: plug-stripes}\nmodel: {name: plug_net, timesteps: 2}\n"
+        "optim: {epochs: 1, batch_size: 8}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    _run(capsys, "train", "--config", folder / "c.yaml", f"run.out={tmp_path / 'r'}")
+    stored = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert stored["run"]["imports"] == [str((folder / "my_plugins.py").resolve())]

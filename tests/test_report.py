@@ -82,3 +82,19 @@ def test_report_out_naming_a_file_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "is a file" in err and "taken" in err
     assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_a_pair_with_and_without_rmp_loss_gets_the_quickstarts_verdict():
+    """The report left out the direct-training verdict that the quickstart prints."""
+    from types import SimpleNamespace as NS
+
+    from rmpsnn.app.report import _rmp_loss_verdict
+
+    def run(rmp, acc):
+        cfg = NS(model=NS(name="cpu_net", timesteps=4), data=NS(dataset="cifar10"), rmp=NS(enabled=rmp))
+        return {"cfg": cfg, "test_images": 2000, "metrics": [{"test_accuracy": acc}]}
+
+    text = _rmp_loss_verdict({"plain": run(False, 0.387), "rmp": run(True, 0.388)})
+    assert "With (rmp) and without (plain)" in text and "within noise" in text and "n = 2000" in text
+    assert "improves" in _rmp_loss_verdict({"plain": run(False, 0.30), "rmp": run(True, 0.40)})
+    assert _rmp_loss_verdict({"a": run(True, 0.3), "b": run(True, 0.4)}) is None  # not such a pair

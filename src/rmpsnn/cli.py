@@ -1,6 +1,5 @@
 """The ``rmpsnn`` command.
 
-rmpsnn --version
 rmpsnn quickstart [--data auto] [--epochs 2]   # both routes on offline data, with a report
 rmpsnn demo [--timesteps 4] [--device cpu]     # a short tour of the neuron core
 rmpsnn train-ann --model ann_cpu_net --epochs 10 --out runs/ann.safetensors
@@ -21,10 +20,10 @@ below are generated from those declarations (rmpsnn.app.arguments).  Every comma
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 from .errors import InputError
@@ -50,6 +49,9 @@ def _overrides(args: argparse.Namespace) -> dict:
 def _resume_overrides(args: argparse.Namespace) -> list[str]:
     if args.config is not None:
         raise InputError("give either --config or --resume, not both (a resumed run keeps its config)")
+    from .plugins import import_stored
+
+    import_stored(args.resume, args.imports)  # its plugins, or the ones the user names instead
     return [f"{k}={json.dumps(v)}" for k, v in _overrides(args).items() if k != "run.imports"]
 
 
@@ -67,8 +69,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_ann(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .training.ann import ann_config, fit_ann, save_ann
     from .training.rundir import resume_config
 
@@ -88,9 +88,8 @@ def _convert(args: argparse.Namespace) -> int:
     from .app import configs, experiment
 
     cfg = configs.load_convert_config(args.config, _overrides(args))
-    # a bar on a terminal, else a line per layer / step
     line = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    res = experiment.run_conversion(cfg, progress=None if sys.stderr.isatty() else line)
+    res = experiment.run_conversion(cfg, progress=None if sys.stderr.isatty() else line)  # a bar, or lines
     print(f"wrote {', '.join(res['files'])}")
     return 0
 
@@ -107,10 +106,10 @@ def _on_checkpoint(options: str, action: str) -> Callable[[argparse.Namespace], 
 
     def run(args: argparse.Namespace) -> int:
         from .app import checkpoints, configs
-        from .plugins import import_plugins, stored_imports
+        from .plugins import import_stored
 
         opts = _options(getattr(configs, options), args)
-        import_plugins(stored_imports(opts.checkpoint))
+        import_stored(opts.checkpoint, args.imports)
         getattr(checkpoints, action)(opts)
         return 0
 
@@ -124,11 +123,11 @@ _export = _on_checkpoint("ExportOptions", "export_checkpoint")
 def _report(args: argparse.Namespace) -> int:
     from .app.configs import ReportOptions
     from .app.report import write_report
-    from .plugins import import_plugins, stored_imports
+    from .plugins import import_stored
 
     opts = _options(ReportOptions, args)
     for run in opts.runs:
-        import_plugins(stored_imports(run))
+        import_stored(run, args.imports)
     paths = write_report(opts.runs, opts.out, images=opts.images, device=opts.device, title=opts.title)
     print(f"wrote {paths['markdown']} and {paths['html']}")
     return 0
@@ -201,10 +200,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-# disk full, quota, read-only file system, permission denied: the environment, not a bug
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
 def _as_typed(error: Exception, args: argparse.Namespace) -> str:
     """The error's message, naming the flag the user typed (``--device``) rather than the key it
     sets (``run.device``)."""
@@ -232,15 +227,20 @@ def main(argv: list[str] | None = None) -> int:
 
             args.imports = import_plugins(args.imports)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a crash: one line, and how to go on
+        train = args.command.startswith("train")
+        again = f"; go on with rmpsnn {args.command} --resume RUN_DIR" if train else ""
+        print(f"\nrmpsnn {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
     except RmpsnnError as e:
         # every input, file or environment error says what was wrong in one line; bugs keep tracebacks
         print(f"rmpsnn {args.command}: error: {_as_typed(e, args)}", file=sys.stderr)
         return 2
     except OSError as e:
         # a write outside rmpsnn.io (a log line, a figure, a folder) on a full disk or read-only folder
-        from .io import write_error
+        from .io import ENVIRONMENT_ERRNOS, write_error
 
-        if e.errno not in _ENVIRONMENT_ERRNOS:
+        if e.errno not in ENVIRONMENT_ERRNOS:
             raise
         print(f"rmpsnn {args.command}: error: {write_error(e.filename or '?', e)}", file=sys.stderr)
         return 2

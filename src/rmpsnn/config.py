@@ -226,7 +226,7 @@ def _set(cfg, dotted: str, value: Any) -> None:
     if f.metadata.get("imports"):  # user code: imported now, so that the keys after it may name it
         from .plugins import import_plugins
 
-        value = import_plugins([*getattr(sec, key), *value])
+        value = import_plugins([*getattr(sec, key), *value], where=f"{section}.{key}:")
     setattr(sec, key, value)
 
 
@@ -292,5 +292,20 @@ def read_config(
         if not isinstance(data, dict):
             sections = ", ".join(f.name for f in dataclasses.fields(cls))
             raise ConfigError(f"{path} must hold a mapping of sections ({sections})")
+        data = _imports_beside(data, path.parent)
     set_values(cfg, {str(section): values for section, values in (data or {}).items()})
     return cfg
+
+
+def _imports_beside(data: dict, folder: Path) -> dict:
+    """A config file's relative ``.py`` imports are read from the file's folder (as a config's
+    own paths are meant), not from wherever the command runs; module names stay as they are."""
+    run = data.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("imports"), (list, str)):
+        return data
+    specs = [run["imports"]] if isinstance(run["imports"], str) else run["imports"]
+    beside = [
+        str(folder / s) if isinstance(s, str) and s.endswith(".py") and not Path(s).is_absolute() else s
+        for s in specs
+    ]
+    return {**data, "run": {**run, "imports": beside}}

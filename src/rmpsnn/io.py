@@ -20,9 +20,17 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import WriteError
+from .errors import InputError, WriteError
 
-__all__ = ["atomic_write", "make_dirs", "write_bytes", "write_json", "write_text"]
+__all__ = [
+    "ENVIRONMENT_ERRNOS",
+    "atomic_write",
+    "check_output_path",
+    "make_dirs",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
 
 # what to do about the usual reasons a write fails
 _HINTS = {
@@ -161,3 +169,35 @@ def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> P
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 1) -> Path:
     """Atomically write ``obj`` as JSON to ``path``."""
     return write_text(path, json.dumps(obj, indent=indent))
+
+
+# disk full, quota, read-only file system, permission denied: the environment, not a bug
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+# files a result must never replace: a model's weights (what the user trained)
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".nir")
+
+
+def check_output_path(
+    path: str | os.PathLike, *, writes: str, suffix: str | None = None, reads=(), key: str = "out"
+) -> Path:
+    """Refuse an output ``path`` that would destroy what the user has: one of the files the
+    command ``reads``, or a checkpoint (``.safetensors``, ``.pt``, ...) where ``writes`` (e.g.
+    "JSON") goes; ``suffix``: the one ending ``path`` may have (a folder otherwise).  Returns ``path``."""
+    out = Path(path)
+    for source in reads:
+        if source is not None and out.exists() and Path(source).exists() and out.samefile(source):
+            raise InputError(
+                f"{key}={str(path)!r} is the file this command reads; writing {writes} there would "
+                f"replace it: give another path",
+                key=key,
+            )
+    if out.suffix.lower() in _CHECKPOINT_SUFFIXES and out.suffix.lower() != (suffix or ""):
+        raise InputError(
+            f"{key}={str(path)!r} names a {out.suffix} file, and this command writes {writes}: give a "
+            + (f"path ending in {suffix}" if suffix else "folder"),
+            key=key,
+        )
+    if suffix is None and out.is_file():
+        raise InputError(f"{key}={str(path)!r} is a file; this command writes {writes} in a folder", key=key)
+    return out

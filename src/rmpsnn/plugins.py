@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import InputError, RmpsnnError
 
-__all__ = ["import_file", "import_plugins", "normalise_imports", "stored_imports"]
+__all__ = ["import_file", "import_plugins", "import_stored", "normalise_imports", "stored_imports"]
 
 _imported: dict[str, str] = {}  # spec (absolute path or module name) -> module name
 
@@ -62,15 +62,17 @@ def import_file(path: str | Path):
 
 
 def _import_file(path: Path) -> str:
+    if path.is_dir():
+        raise InputError("a folder (give the .py file in it, or a module name on the Python path)")
     if not path.is_file():
         raise InputError("no such file (give a module name or a .py file)")
     return import_file(path).__name__
 
 
-def import_plugins(specs: Iterable[str] | None) -> list[str]:
+def import_plugins(specs: Iterable[str] | None, *, where: str = "--import") -> list[str]:
     """Import each module name or ``.py`` file of ``specs`` (once per process); returns the
     normalised specs.  A missing module or file, or an error raised by the plugin's code, is
-    one :class:`InputError` line naming the plugin."""
+    one :class:`InputError` line naming the plugin (after ``where``: what named it)."""
     specs = normalise_imports(specs or [])
     for spec in specs:
         if spec in _imported:
@@ -80,13 +82,13 @@ def import_plugins(specs: Iterable[str] | None) -> list[str]:
                 _import_file(Path(spec)) if _is_file(spec) else importlib.import_module(spec).__name__
             )
         except RmpsnnError as e:
-            raise type(e)(f"--import {spec}: {e}") from e
+            raise type(e)(f"{where} {spec}: {e}") from e
         except ModuleNotFoundError as e:
             if e.name is None or not spec.startswith(e.name):  # the plugin imports what is not here
-                raise InputError(f"--import {spec}: the plugin raised ModuleNotFoundError: {e}") from e
-            raise InputError(f"--import {spec}: {e} (give an importable module or a .py file)") from e
+                raise InputError(f"{where} {spec}: the plugin raised ModuleNotFoundError: {e}") from e
+            raise InputError(f"{where} {spec}: {e} (give an importable module or a .py file)") from e
         except Exception as e:  # the plugin's own code failed: say where, in one line
-            raise InputError(f"--import {spec}: the plugin raised {type(e).__name__}: {e}") from e
+            raise InputError(f"{where} {spec}: the plugin raised {type(e).__name__}: {e}") from e
     return specs
 
 
@@ -109,3 +111,22 @@ def stored_imports(checkpoint: str | Path) -> list[str]:
     except (OSError, ValueError, AttributeError):
         return []
     return [s for s in imports if isinstance(s, str)] if isinstance(imports, list) else []
+
+
+def import_stored(source: str | Path, given: Iterable[str] | None = None) -> list[str]:
+    """Import the plugins stored with the run or checkpoint ``source`` (its ``run.imports``),
+    unless the user named plugins this time (``given``, already imported): those replace the
+    stored ones, which is how a moved or renamed plugin file is found again.  Returns what was
+    imported."""
+    stored = stored_imports(source)
+    if given:
+        for spec in normalise_imports(stored):  # so that loading the run's config skips them too
+            _imported.setdefault(spec, "(replaced by --import)")
+        return []
+    for spec in stored:
+        if _is_file(spec) and not Path(spec).is_file():
+            raise InputError(
+                f"{source} was made with --import {spec} (stored in its run.imports), and that file is "
+                f"gone: put it back, or name its new place with --import NEW_PLACE.py"
+            )
+    return import_plugins(stored, where=f"{source}: its stored --import")

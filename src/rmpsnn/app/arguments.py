@@ -268,9 +268,9 @@ def add_command(sub, name: str, run: Callable[[argparse.Namespace], int], **kw) 
     elif name == "train-ann":
         t = config_command(
             sub, name, TrainConfig, with_defaults(TrainConfig, ANN_DEFAULTS), run, resume=True,
-            description="Train an ANN with the trainer of `rmpsnn train`: rmpsnn.training.ANN_DEFAULTS, "
-            "then --config, then section.key=value overrides, then the flags (each sets one key). --out is "
-            "the final model for `rmpsnn convert`.", **kw,
+            description="Train an ANN with the trainer of `rmpsnn train`: "
+            "rmpsnn.training.config.ANN_DEFAULTS, then --config, then section.key=value overrides, then "
+            "the flags (each sets one key). --out is the final model for `rmpsnn convert`.", **kw,
         )  # fmt: skip
         add_model_kwarg_flags(t)
         t.add_argument(

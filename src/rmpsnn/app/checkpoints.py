@@ -9,7 +9,7 @@ from pathlib import Path
 from ..checkpoint import load_model, resolve_checkpoint
 from ..errors import InputError
 from ..export.inputs import input_shape_of, sample_input
-from ..io import write_json
+from ..io import check_output_path, write_json
 from ..models import list_models
 from ..training.evaluate import evaluate_model
 from ..training.runs import load_run
@@ -21,7 +21,9 @@ __all__ = ["evaluate_checkpoint", "export_checkpoint"]
 def evaluate_checkpoint(opts: EvaluateOptions, *, log: Callable[[str], None] = print) -> dict:
     """Test accuracy and quantization error of the model of ``opts.checkpoint`` on the test set it
     was trained on (``opts.data``: ``key=value`` overrides of its data section)."""
-    overrides = [f"data.{k}" for k in opts.data]
+    if opts.out:
+        check_output_path(opts.out, writes="the result as JSON", suffix=".json", reads=[opts.checkpoint])
+    overrides = [f"data.{k.removeprefix('data.')}" for k in opts.data]  # data.test_limit=... too
     run = load_run(opts.checkpoint, device=opts.device, overrides=overrides, timesteps=opts.timesteps)
     model, info = run.model, run.info
     ev = evaluate_model(model, run.data.test(), v_th=run.v_th, device=run.device, data=run.data)
@@ -45,6 +47,19 @@ def export_checkpoint(opts: ExportOptions, *, log: Callable[[str], None] = print
     """Write the model of ``opts.checkpoint`` as NIR (for ``opts.target``'s importer, or rmpsnn's
     exact graph) or as safetensors + JSON; returns the files written."""
     checkpoint = resolve_checkpoint(opts.checkpoint)
+    nir = opts.format != "safetensors"
+    if not nir and opts.target:
+        raise InputError(
+            f"target={opts.target!r} names a NIR importer; --format safetensors writes rmpsnn's own "
+            f"weights: drop --target, or use --format nir",
+            key="target",
+        )
+    out = Path(opts.out)
+    if nir and out.suffix.lower() == ".nir":
+        check_output_path(out, writes="a NIR graph", suffix=".nir", reads=[checkpoint])
+    else:
+        what = "model.nir" if nir else "model.safetensors and model.json"
+        check_output_path(out, writes=what, reads=[checkpoint])
     model, info = load_model(checkpoint)
     if opts.format == "safetensors":
         from ..export import export_safetensors
@@ -63,11 +78,29 @@ def export_checkpoint(opts: ExportOptions, *, log: Callable[[str], None] = print
     from ..export import to_nir
 
     shape = input_shape_of(info, opts.input_shape)
-    out = Path(opts.out)
-    out = out if out.suffix == ".nir" else out / "model.nir"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = out if out.suffix.lower() == ".nir" else out / "model.nir"
     sample = sample_input(model, info, shape)
+    _check_runs(model, sample, shape, info)
+    out.parent.mkdir(parents=True, exist_ok=True)
     to_nir(model, sample, out, allow_lossy_reset=opts.allow_lossy_reset, target=opts.target)
     steps, target = getattr(model, "timesteps", "?"), f", for {opts.target}" if opts.target else ""
     log(f"wrote {out} (input {list(shape)} per step, {steps} steps{target})")
     return [str(out)]
+
+
+def _check_runs(model, sample, shape, info: dict) -> None:
+    """One line, not a traceback, when the model cannot take inputs of ``shape`` (a wrong
+    ``--input-shape``)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(sample)
+    except (RuntimeError, ValueError) as e:
+        trained = (info.get("data") or {}).get("input_shape")
+        was = f" (it was trained on {list(trained)})" if trained else ""
+        raise InputError(
+            f"input_shape={list(shape)} does not fit model {info['model']!r}{was}: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            key="input_shape",
+        ) from None

@@ -43,6 +43,12 @@ def _balancers() -> list[str]:
     return ["auto", *available_balancers()]
 
 
+def _maxpool_modes() -> list[str]:
+    from ..conversion.graph import MAXPOOL_MODES
+
+    return list(MAXPOOL_MODES)
+
+
 def _calibrations() -> list[str]:
     from ..conversion import available_calibrations
 
@@ -140,6 +146,14 @@ class ConversionSection:
     calib_images: int = option(
         128, help="training images for balancing and calibration", check=at_least(1), flags=("--calib",)
     )
+    maxpool: str = option(
+        "spiking",
+        help="max pooling: spiking (gated by accumulated spike counts), avg (average pooling, e.g. "
+        "for NIR), error (refuse it)",
+        choices=_maxpool_modes,
+        choices_help="a max-pooling mode",
+        flags=("--maxpool",),
+    )
 
 
 @dataclass
@@ -223,11 +237,11 @@ class ConvertConfig:
 def load_convert_config(source=None, overrides=None) -> ConvertConfig:
     """A checked :class:`ConvertConfig` from a YAML file (or dict) and ``section.key=value``
     overrides; the plugins stored with the ANN's run (``run.imports``) are imported first."""
-    from ..plugins import import_plugins, stored_imports
+    from ..plugins import import_stored
 
     cfg = read_config(ConvertConfig, source)
     set_values(cfg, overrides)
-    import_plugins(stored_imports(cfg.ann.checkpoint))  # the user code the ANN was trained with
+    import_stored(cfg.ann.checkpoint, cfg.run.imports)  # the user code the ANN was trained with
     cfg.check()
     return cfg
 

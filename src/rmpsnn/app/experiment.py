@@ -20,7 +20,7 @@ from ..data.resolve import channel_stats
 from ..devices import resolve_device
 from ..errors import ConfigError, InputError
 from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
-from ..io import write_json
+from ..io import check_output_path, write_json
 from ..models import list_models
 from .configs import ConvertConfig
 from .user_model import is_user_model_spec, load_user_model
@@ -66,6 +66,7 @@ def conversion_experiment(
         variants = {f"{r} reset": {"reset": r} for r in resets}
     calib_set = train.balanced(calib_images, seed=seed + 1)
     calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(device)
+    _check_ann_takes(ann, calib[:2], test)
     ann_acc = evaluate_arrays(ann, test, mean, std, device)
     steps = [2**k for k in range(max_timesteps.bit_length()) if 2**k <= max_timesteps]
     result = {
@@ -94,6 +95,20 @@ def conversion_experiment(
     )
     result["files"] = [str(path), *map(str, figs)]
     return result
+
+
+def _check_ann_takes(ann: nn.Module, example: torch.Tensor, test: ImageArrays) -> None:
+    """One line, before any evaluation, when the ANN cannot take the data's images (a user model
+    built for another size: a leading flatten hides that from the layer-shape check)."""
+    try:
+        with torch.no_grad():
+            ann.eval()(example)
+    except (RuntimeError, ValueError) as e:
+        raise InputError(
+            f"the ANN cannot take the data's images of shape {tuple(test.images.shape[1:])} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); choose data of the size "
+            f"it was trained on, or the model that matches this data"
+        ) from None
 
 
 def _variant(
@@ -137,8 +152,16 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
     """What ``rmpsnn convert`` does: load the ANN of ``cfg.ann``, then :func:`conversion_experiment`
     on ``cfg.data`` (training images for balancing and calibration, test images to evaluate)."""
     device = resolve_device(cfg.run.device, option="run.device")
+    json_out = {"writes": "the result as JSON", "suffix": ".json", "key": "run.out"}
+    check_output_path(cfg.run.out, reads=[cfg.ann.checkpoint], **json_out)
     train = image_arrays(cfg.data, "train", cfg.run.seed)
     test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
+    if isinstance(cfg.ann.model, str) and cfg.ann.model.endswith(".py"):
+        raise ConfigError(
+            f"ann.model={cfg.ann.model!r} names a file but not what in it to build: give "
+            f"{cfg.ann.model}:ClassName (or :factory_function)",
+            key="ann.model",
+        )
     if is_user_model_spec(cfg.ann.model):
         model, info = _user_model(cfg, train, device)
     else:
@@ -173,6 +196,7 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
         v_init=cfg.v_init(),
         signed="auto" if c.signed is None else c.signed,
         balance_timesteps=c.balance_timesteps,
+        maxpool=c.maxpool,
         log=log,
     )
 

@@ -15,7 +15,7 @@
 Data: CIFAR-10 from ``../shared/data`` when present, else scikit-learn's bundled handwritten
 digits (8x8, 1797 images) when scikit-learn is installed, else a clear error.  The budget is
 deliberately tiny (subsets, few epochs): the numbers show the effects, not the papers' figures.
-RMP-SNN as published (spike-max thresholds, no calibration) needs T = 64-512 and is left to
+RMP-SNN as published (spike-max thresholds, no calibration) needs T = 128-512 and is left to
 ``rmpsnn convert`` and ``benchmarks/conversion_curve.py``.
 """
 
@@ -83,9 +83,9 @@ def run_quickstart(args: QuickstartOptions) -> int:
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     spec = _pick_data(args.data)
     data = DataConfig.from_spec(spec)
+    out.mkdir(parents=True, exist_ok=True)  # once the data are found: a refusal leaves nothing
     small = data.dataset == "digits"
     torch.manual_seed(args.seed)
     train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")

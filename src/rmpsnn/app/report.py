@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..io import write_text
 from ..training.rundir import read_metrics
 from ..training.runs import load_run
-from .claims import conversion_claims, machine_info
+from .claims import conversion_claims, direct_training_claim, machine_info
 
 __all__ = ["write_report"]
 
@@ -49,6 +49,9 @@ class _Doc:
     def p(self, text: str):
         self.blocks.append(("p", text))
 
+    def bullets(self, items: list[str]):
+        self.blocks.append(("ul", list(items)))
+
     def table(self, header: list[str], rows: list[list]):
         self.blocks.append(("table", header, [[("" if c is None else str(c)) for c in r] for r in rows]))
 
@@ -62,6 +65,8 @@ class _Doc:
                 out.append("#" * b[1] + " " + b[2])
             elif b[0] == "p":
                 out.append(b[1])
+            elif b[0] == "ul":
+                out += [f"- {item}" for item in b[1]]
             elif b[0] == "table":
                 out.append("| " + " | ".join(b[1]) + " |")
                 out.append("|" + "---|" * len(b[1]))
@@ -91,6 +96,8 @@ class _Doc:
                 for _ in range(text.count("`") // 2):
                     text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
                 parts.append(f"<p>{text}</p>")
+            elif b[0] == "ul":
+                parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b[1]) + "</ul>")
             elif b[0] == "table":
                 head = "".join(f"<th>{html.escape(c)}</th>" for c in b[1])
                 body = "".join(
@@ -260,6 +267,27 @@ def _acc_cell(value, n) -> str:
     return f"{100 * value:.1f} % [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
 
 
+def _rmp_loss_verdict(runs: dict) -> str | None:
+    """With and without RMP-Loss, when the report holds exactly such a pair (same model, data, T
+    and test set size): the difference of final accuracies with its 95 % interval, and a
+    conclusion only where the interval excludes 0 (as the quickstart prints it)."""
+    if len(runs) != 2:
+        return None
+    (a, ra), (b, rb) = runs.items()
+    ca, cb = ra["cfg"], rb["cfg"]
+    setup = lambda c: (c.model.name, c.data.dataset, c.model.timesteps)  # noqa: E731
+    same = setup(ca) == setup(cb)
+    n = ra["test_images"]
+    if not same or ca.rmp.enabled == cb.rmp.enabled or not n or n != rb["test_images"]:
+        return None
+    if not (ra["metrics"] and rb["metrics"]):
+        return None
+    (w, rw), (o, ro) = ((a, ra), (b, rb)) if ca.rmp.enabled else ((b, rb), (a, ra))
+    arms = {"with-rmp-loss": {"final": rw["metrics"][-1]}, "without-rmp-loss": {"final": ro["metrics"][-1]}}
+    claim = direct_training_claim(arms, n)
+    return f"With ({w}) and without ({o}) RMP-Loss: {claim['text']}."
+
+
 def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
     doc.h(2, "Direct training")
     rows = []
@@ -301,6 +329,9 @@ def _training_sections(doc: _Doc, runs: dict, figs: Path, images: int) -> None:
         "Accuracy and quantization error (mean |Dis|, RMP-Loss eq. 8) are the run's own evaluation on its "
         "test set after the last epoch; the energy ratio comes from the monitored evaluation below."
     )
+    verdict = _rmp_loss_verdict(runs)
+    if verdict:
+        doc.p(verdict)
     doc.img(
         plot_training_curves({k: r["metrics"] for k, r in runs.items()}, figs / "training_curves"),
         "training curves",
@@ -412,11 +443,8 @@ def _conversion_sections(doc: _Doc, results: dict, figs: Path) -> None:
             "point below the ANN (point estimates)."
         )
         if claims:
-            doc.p(
-                "Claims, stated only where the 95 % intervals support them: "
-                + "; ".join(c["text"] for c in claims["claims"].values())
-                + "."
-            )
+            doc.p("Claims, stated only where the 95 % intervals support them:")
+            doc.bullets([c["text"] for c in claims["claims"].values()])
         for v, r in res["variants"].items():
             name = f"{label}: {_variant_label(v)}" if len(results) > 1 else _variant_label(v)
             curves[name] = (steps, r["accuracy"])

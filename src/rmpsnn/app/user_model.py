@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -85,7 +86,8 @@ def load_state_dict_file(path: str | Path, device="cpu") -> dict[str, torch.Tens
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch colours its message
+        first = text.splitlines()[0] if text else type(e).__name__
         raise CheckpointError(
             f"{path} is not a plain state dict that loads with weights_only=True ({first[:200]}); save "
             f"torch.save(model.state_dict(), path) rather than the pickled model"
@@ -99,6 +101,8 @@ def load_state_dict_file(path: str | Path, device="cpu") -> dict[str, torch.Tens
             f"{path} holds a {type(state).__name__}, not a plain state dict (parameter names -> tensors); "
             f"save torch.save(model.state_dict(), path)"
         )
+    if state and all(k.startswith("module.") for k in state):  # saved from a DDP/DataParallel wrapper
+        state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
 
 
@@ -108,11 +112,14 @@ def load_user_model(spec: str, weights: str | Path, *, kwargs: dict | None = Non
     try:
         model = factory(**(kwargs or {}))
     except TypeError as e:
+        call = ", ".join(f"{k}={v!r}" for k, v in (kwargs or {}).items())
         try:
-            signature = f"{factory.__name__}{inspect.signature(factory)}"
+            takes = f"; it takes {factory.__name__}{inspect.signature(factory)}"
         except (TypeError, ValueError):
-            signature = spec
-        raise ConfigError(f"ann.model = {spec!r}: calling {signature} failed ({e}); set ann.kwargs") from e
+            takes = ""
+        raise ConfigError(
+            f"ann.model = {spec!r}: calling {factory.__name__}({call}) failed ({e}){takes}; set ann.kwargs"
+        ) from e
     if not isinstance(model, nn.Module):
         raise ConfigError(f"ann.model = {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
     state = load_state_dict_file(weights, device)

@@ -69,22 +69,25 @@ def tensor_ranks(gm: fx.GraphModule, example: torch.Tensor | None) -> dict[str, 
         return {}
     dtype = next((p.dtype for p in gm.parameters()), None)
     check_input(example, expected_input(gm), dtype, "calibration_data")
-    from torch.fx.passes.shape_prop import ShapeProp
+    ranks: dict[str, int] = {}
+
+    class Ranks(fx.Interpreter):
+        # not fx's ShapeProp: that prints the whole traceback to stderr before it re-raises
+        def run_node(self, n: fx.Node):
+            out = super().run_node(n)
+            if torch.is_tensor(out):
+                ranks[n.name] = out.ndim
+            return out
 
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(example[:2])  # two samples tell every rank
+            Ranks(gm).run(example[:2])  # two samples tell every rank
     except Exception as e:  # the ANN's own error (shapes, dtypes) on this input
         raise InputError(
             f"the ANN cannot run on the calibration data of shape {tuple(example.shape)} and dtype "
             f"{example.dtype} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); give inputs "
             f"shaped and normalised like the ANN's training inputs"
-        ) from e
-    ranks = {}
-    for n in gm.graph.nodes:
-        meta = n.meta.get("tensor_meta")
-        if meta is not None and hasattr(meta, "shape"):
-            ranks[n.name] = len(meta.shape)
+        ) from None
     return ranks
 
 
@@ -164,6 +167,10 @@ def _batch_dim_reason(node: fx.Node, norm: _DimNormaliser) -> str | None:
             if len(shape) < 2 or (isinstance(shape[0], int) and shape[0] != -1):
                 return f".{t}{tuple(shape)} does not keep dim 0 (use x.{t}(x.size(0), ...))"
     if op == "call_function":
+        if t in (torch.mean, torch.sum):
+            dims = node_arg(node, 1, "dim", None)
+            if dims is None or 0 in [norm(d) for d in _dims(dims)]:
+                return f"torch.{t.__name__} reduces over " + ("dim 0" if dims is not None else "all dims")
         if t is torch.flatten and norm(node_arg(node, 1, "start_dim", 0)) == 0:
             return "torch.flatten starts at dim 0 (give start_dim=1)"
         if t is torch.cat and norm(node_arg(node, 1, "dim", 0)) == 0:

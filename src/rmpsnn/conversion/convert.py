@@ -104,7 +104,12 @@ class ConvertedSNN(nn.Module):
         self.signed = False  # signed IF neurons (set by convert)
         # what forward() accepts: (rank, channels, why) from the first layer, and the weights' dtype
         self.expected_input = expected_input(graph)
-        self.input_dtype = next((p.dtype for p in graph.parameters()), None)
+
+    @property
+    def input_dtype(self) -> torch.dtype | None:
+        """The dtype forward() takes: the weights' (read at each call, so ``.double()`` after
+        conversion is followed)."""
+        return next((p.dtype for p in self.graph_module.parameters()), None)
 
     @property
     def if_nodes(self) -> list[IFNode]:
@@ -307,6 +312,11 @@ def _check_arguments(calibrate, reset, scale, percentile, *, v_init, **step_coun
         raise InputError(f"scale must be a finite number > 0, got {scale}")
     if not 0 < percentile <= 100:
         raise InputError(f"percentile must be in (0, 100], got {percentile}")
+    if percentile < 50:  # a fraction where a percentage was meant: thresholds near 0, no error
+        raise InputError(
+            f"percentile is in percent: {percentile} would set every threshold below the median "
+            f"activation; for the 99.9th percentile give percentile=99.9"
+        )
     for name, value in step_counts.items():
         if not (isinstance(value, int) and value >= 1):
             raise InputError(f"{name} must be an integer >= 1, got {value!r}")

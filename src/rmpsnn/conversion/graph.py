@@ -21,6 +21,7 @@ Steps, each on the fx graph of the ANN in eval mode:
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 import warnings
 
@@ -65,12 +66,22 @@ _LINEAR_FUNCS = {
     torch.reshape,
     F.avg_pool1d,
     F.avg_pool2d,
+    F.avg_pool3d,
     F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
     operator.getitem,
     getattr,
+    # affine, so the rate code passes them like an addition (dim 0 is checked separately)
+    operator.sub,
+    operator.isub,
+    torch.sub,
+    operator.neg,
+    torch.neg,
+    torch.mean,
+    torch.sum,
 }
-_SCALE_FUNCS = {operator.mul, operator.truediv, torch.mul}
+_SCALE_FUNCS = {operator.mul, operator.truediv, torch.mul, torch.div}
 _LINEAR_METHODS = {
     "view",
     "reshape",
@@ -79,7 +90,11 @@ _LINEAR_METHODS = {
     "contiguous",
     "add",
     "add_",
+    "sub",
+    "sub_",
+    "neg",
     "mean",
+    "sum",
     "permute",
     "transpose",
     "unflatten",
@@ -126,17 +141,63 @@ class _Tracer(fx.Tracer):
         return isinstance(m, QCFS) or super().is_leaf_module(m, qualname)
 
 
+def _concrete_args(ann: nn.Module) -> dict:
+    """The arguments of ``ann.forward`` after the input, fixed at their defaults (a ``scale=1.0``
+    option is part of the network, not an input); a second argument without one is refused."""
+    try:
+        params = list(inspect.signature(ann.forward).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: trace as it is
+        return {}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    inputs = [p.name for p in positional if p.default is p.empty]
+    if len(inputs) > 1:
+        names = ", ".join(map(repr, inputs))
+        raise ConversionError(
+            f"{type(ann).__name__}.forward takes {len(inputs)} inputs ({names}); the converter "
+            f"converts a network of one input tensor: wrap it in a module whose forward(x) supplies "
+            f"the others, or give them defaults"
+        )
+    return {p.name: p.default for p in positional[1:] if p.default is not p.empty}
+
+
+def _drop_specialised_inputs(gm: fx.GraphModule) -> None:
+    """fx keeps an argument fixed by ``concrete_args`` as a placeholder with a guard
+    (``torch._assert(arg == default)``); the converted network takes only its input, so both go."""
+    fixed = [n for n in gm.graph.nodes if n.op == "placeholder"][1:]
+    for node in list(gm.graph.nodes):
+        check = node.args[0] if node.op == "call_function" and node.target is torch._assert else None
+        if isinstance(check, fx.Node) and any(a in fixed for a in check.args):  # only fx's own guards
+            gm.graph.erase_node(node)
+            if not check.users:
+                gm.graph.erase_node(check)
+    for node in fixed:
+        if not node.users:
+            gm.graph.erase_node(node)
+    gm.recompile()
+
+
 def trace(ann: nn.Module) -> fx.GraphModule:
     ann = copy.deepcopy(ann).eval()
+    concrete = _concrete_args(ann)
     try:
-        graph = _Tracer().trace(ann)
-        return fx.GraphModule(ann, graph, type(ann).__name__)
+        graph = _Tracer().trace(ann, concrete_args=concrete or None)
+        gm = fx.GraphModule(ann, graph, type(ann).__name__)
     except Exception as e:  # fx raises many types for untraceable code
         raise ConversionError(
             f"could not trace the ANN with torch.fx ({type(e).__name__}: {e}). The converter needs a "
             f"static graph: move data-dependent Python control flow out of forward(), or wrap the "
             f"untraceable part in a module and convert the parts separately"
         ) from e
+    if concrete:
+        _drop_specialised_inputs(gm)
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    if not isinstance(out.args[0], fx.Node):
+        kind = type(out.args[0]).__name__
+        raise ConversionError(
+            f"{type(ann).__name__} returns a {kind}; the converter needs a network that returns one "
+            f"tensor (its logits): wrap it in a module whose forward returns that tensor"
+        )
+    return gm
 
 
 def _fold_bn(gm: fx.GraphModule) -> None:
@@ -145,6 +206,12 @@ def _fold_bn(gm: fx.GraphModule) -> None:
         if node.op != "call_module" or not isinstance(modules.get(node.target), _BN):
             continue
         bn = modules[node.target]
+        if bn.running_mean is None or bn.running_var is None:
+            raise ConversionError(
+                f"{_where(node)}: this BatchNorm has no running statistics (track_running_stats="
+                f"False), so it normalises each batch by itself and cannot be folded into the layer "
+                f"before it; train the ANN with track_running_stats=True"
+            )
         prev = node.args[0]
         layer = modules.get(prev.target) if isinstance(prev, fx.Node) and prev.op == "call_module" else None
         if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
@@ -403,12 +470,20 @@ def _validate(gm: fx.GraphModule, ranks: dict[str, int] | None) -> None:
             )
 
 
+def _is_constant(v) -> bool:
+    """A number, or a parameter/buffer of the ANN (a ``get_attr`` node): the same every step."""
+    if isinstance(v, fx.Node):
+        return v.op == "get_attr"
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_scaling(node: fx.Node) -> bool:
-    """``x * c``, ``c * x`` or ``x / c`` with a number ``c``: linear.  ``c / x`` or ``x * y`` is not."""
+    """``x * c``, ``c * x`` or ``x / c`` with ``c`` a number or a parameter/buffer (e.g. a learnt
+    per-channel scale): linear.  ``c / x`` or ``x * y`` of two activations is not."""
     a = node.args
     if len(a) != 2 or node.target not in _SCALE_FUNCS:
         return False
-    num = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in a]
-    if node.target is operator.truediv:
-        return isinstance(a[0], fx.Node) and num[1]
-    return num[0] != num[1] and any(isinstance(v, fx.Node) for v in a)
+    const = [_is_constant(v) for v in a]
+    if node.target in (operator.truediv, torch.div):
+        return isinstance(a[0], fx.Node) and not const[0] and const[1]
+    return const[0] != const[1] and any(isinstance(v, fx.Node) for v in a)

@@ -13,6 +13,7 @@ another registered kind (:data:`rmpsnn.neurons.NEURONS`: ``neuron="plif"``, ``"i
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 from torch import nn
@@ -44,6 +45,14 @@ def _readout_option(factory):
         model.readout = OutputIntegrator(readout)
         return model
 
+    # the factory's parameters and ``readout``: without this, ``inspect.signature`` follows
+    # ``__wrapped__`` to the factory and ``readout`` is invisible to whoever asks the builder
+    # what it takes (the trainer then never passed ``model.readout``)
+    sig = inspect.signature(factory)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter("readout", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation=str)
+    at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+    build.__signature__ = sig.replace(parameters=[*params[:at], extra, *params[at:]])
     return build
 
 

@@ -73,7 +73,11 @@ def make_portable(nir, b: GraphEdit, fold_r: bool) -> list[str]:
             changed.append(f"{name}: r={gain:g} folded into {', '.join(sources)}")
         elif isinstance(node, nir.I) and b.users(name) == ["output"]:
             b.bypass(name)
-            changed.append(f"{name}: the integrating read-out left out (sum the outputs over time)")
+            # rmpsnn's read-out is u[T] ("final") or u[T]/T ("mean"): say which the consumer computes
+            how = "average" if _readout_of(node) == "mean" else "sum"
+            changed.append(
+                f"{name}: the integrating read-out left out ({how} the outputs over time for rmpsnn's logits)"
+            )
     return changed
 
 
@@ -166,3 +170,9 @@ def refuse_initial_potentials(nir, b: GraphEdit, target: str | None) -> None:
             f"v_init=None to export for other tools, or export for rmpsnn (target='rmpsnn' or no target: "
             f"rmpsnn's from_nir restores it)"
         )
+
+
+def _readout_of(node) -> str:
+    """The read-out (``"final"`` or ``"mean"``) rmpsnn wrote in an integrator's metadata."""
+    meta = getattr(node, "metadata", None) or {}
+    return (meta.get("rmpsnn") or {}).get("readout", "final")

@@ -165,8 +165,9 @@ class GraphBuilder(GraphEdit):
             raise NIRExportError(
                 f"{key}: soft reset (u -= threshold on a spike, the RMP neuron) has no NIR equivalent -- "
                 f"NIR's IF/LIF reset to v_reset, and other tools would simulate a different network. "
-                f"Pass allow_lossy_reset=True to export anyway: rmpsnn's from_nir restores the soft "
-                f"reset from the node metadata, other consumers will reset to 0"
+                f"Pass allow_lossy_reset=True (rmpsnn export --allow-lossy-reset) to export anyway: "
+                f"rmpsnn's from_nir restores the soft reset from the node metadata, other consumers "
+                f"will reset to 0"
             )
         self.lossy.append(key)
 
