@@ -98,3 +98,14 @@ def test_a_pair_with_and_without_rmp_loss_gets_the_quickstarts_verdict():
     assert "With (rmp) and without (plain)" in text and "within noise" in text and "n = 2000" in text
     assert "improves" in _rmp_loss_verdict({"plain": run(False, 0.30), "rmp": run(True, 0.40)})
     assert _rmp_loss_verdict({"a": run(True, 0.3), "b": run(True, 0.4)}) is None  # not such a pair
+
+
+def test_a_run_with_no_finished_epoch_is_named_and_a_refusal_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "killed"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {name: cpu_net}\n")
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no finished epoch" in err[0] and "--resume" in err[0], err
+    assert not (tmp_path / "rep").exists()

@@ -30,6 +30,8 @@ def evaluate_checkpoint(opts: EvaluateOptions, *, log: Callable[[str], None] = p
     steps = getattr(model, "timesteps", None)
     result = {"checkpoint": str(run.checkpoint), "model": info["model"], "timesteps": steps, **ev}
     q = ev["quantization_error"]
+    if Path(opts.checkpoint).is_dir() and run.checkpoint.name == "last.safetensors":
+        log(f"{opts.checkpoint} has no best.safetensors (no epoch finished): evaluating last.safetensors")
     log(
         f"{info['model']}{f' T={steps}' if steps else ''}: test accuracy {ev['accuracy']:.4f} "
         f"on {ev['images']} images"

@@ -176,8 +176,6 @@ def write_report(
     for parent in (out, *out.parents):
         if parent.exists() and not parent.is_dir():
             raise InputError(f"--out {out}: {parent} is a file, not a folder; give a folder for the report")
-    figs = out / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
     training, conversions = {}, {}
     for src in map(Path, sources):
         if src.is_dir() and (src / "config.yaml").is_file() and (src / "metrics.jsonl").is_file():
@@ -189,6 +187,11 @@ def write_report(
                 res = _read_json(f)
                 if isinstance(res.get("variants"), dict):
                     conversions[f"{src.name}/{f.stem}"] = _conversion_result(f)
+        elif src.is_dir() and (src / "config.yaml").is_file():
+            raise InputError(
+                f"{src}: a training run with no finished epoch yet (no metrics.jsonl): let it finish "
+                f"one, or resume it with rmpsnn train --resume {src}"
+            )
         else:
             raise InputError(
                 f"{src}: not a training run directory (config.yaml + metrics.jsonl) or a conversion "
@@ -198,6 +201,8 @@ def write_report(
         raise InputError(
             "nothing to report: give run directories of `rmpsnn train` or results of `rmpsnn convert`"
         )
+    figs = out / "figures"  # only once every input was read: a refusal leaves no folder behind
+    figs.mkdir(parents=True, exist_ok=True)
     if not title:
         parts = [f"direct training ({', '.join(training)})"] if training else []
         models = sorted({str(r.get("model", "an ANN")) for r in conversions.values()})
