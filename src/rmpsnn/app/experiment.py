@@ -154,18 +154,20 @@ def run_conversion(cfg: ConvertConfig, *, progress=None, log: Callable[[str], No
     device = resolve_device(cfg.run.device, option="run.device")
     json_out = {"writes": "the result as JSON", "suffix": ".json", "key": "run.out"}
     check_output_path(cfg.run.out, reads=[cfg.ann.checkpoint], **json_out)
-    train = image_arrays(cfg.data, "train", cfg.run.seed)
-    test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
     if isinstance(cfg.ann.model, str) and cfg.ann.model.endswith(".py"):
         raise ConfigError(
             f"ann.model={cfg.ann.model!r} names a file but not what in it to build: give "
             f"{cfg.ann.model}:ClassName (or :factory_function)",
             key="ann.model",
         )
-    if is_user_model_spec(cfg.ann.model):
+    user = is_user_model_spec(cfg.ann.model)
+    if not user:  # before the data: a wrong checkpoint is named even where the data are missing
+        model, info = _zoo_model(cfg, device)
+    train = image_arrays(cfg.data, "train", cfg.run.seed)
+    test = image_arrays(cfg.data, "test", cfg.run.seed).balanced(cfg.data.test_limit, seed=cfg.run.seed)
+    if user:
         model, info = _user_model(cfg, train, device)
     else:
-        model, info = _zoo_model(cfg, device)
         check_model_matches_data(
             model, info, num_classes=test.num_classes, input_shape=test.images.shape[1:],
             where=str(cfg.ann.checkpoint), data_name=f"data set {cfg.data.dataset!r}",
