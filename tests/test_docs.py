@@ -146,3 +146,67 @@ def test_documented_outputs_stay_out_of_the_repository_root():
             if f"{opt} " in cmd:
                 value = shlex.split(cmd.split(f"{opt} ", 1)[1])[0]
                 assert os.sep in value or value.startswith("runs"), (where, cmd)
+
+
+_RUN_DIRS = r"""
+import json, shlex, sys
+from rmpsnn.cli import _overrides, build_parser
+from rmpsnn.plugins import import_plugins
+from rmpsnn.training import load_config
+from rmpsnn.training.ann import ann_config
+
+dirs = []
+for cmd in json.load(sys.stdin):
+    args = build_parser().parse_args(shlex.split(cmd)[1:])
+    import_plugins(args.imports)
+    cfg = (ann_config if args.command == "train-ann" else load_config)(args.config, _overrides(args))
+    dirs.append(str(cfg.run_dir()))
+print(json.dumps(dirs))
+"""
+
+
+def _after(tokens: list[str], flag: str) -> list[str]:
+    return [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t == flag]
+
+
+def test_every_documented_run_that_a_command_reads_is_made_by_another(tmp_path):
+    """An outside audit ran the shell lines as written: `report runs/plain runs/rmp`, `export
+    --checkpoint runs/rmp` and others read runs that no documented command makes.  Every ``runs/``
+    path read (``--checkpoint``, ``--resume``, ``--ann``, the runs given to ``report``) must be
+    written by a documented line (its run directory, ``run.out=`` or ``--out``) or block."""
+    lines = [cmd for _, cmd in _cli_lines()]
+    made = {m for _, _, code in _blocks("python") for m in re.findall(r"runs/[\w./-]+", code)}
+    trains = []
+    for cmd in lines:
+        tokens = shlex.split(cmd)
+        made |= {t.split("=", 1)[1] for t in tokens if t.startswith("run.out=")}
+        made |= set(_after(tokens, "--out"))
+        if tokens[1] in ("train", "train-ann") and "--resume" not in tokens:
+            trains.append(cmd)
+    # the plugins the docs use: the registering blocks of docs/extending.md, saved as the docs say
+    blocks = [code for where, _, code in _blocks("python") if "extending.md" in where and "register" in code]
+    (tmp_path / "my_plugins.py").write_text("\n\n".join(b for b in blocks if "import pytest" not in b))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    import json
+
+    res = subprocess.run(
+        [os.sys.executable, "-c", _RUN_DIRS], input=json.dumps(trains), text=True, capture_output=True,
+        cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    made |= set(json.loads(res.stdout))
+    read = []
+    for cmd in lines:
+        tokens = shlex.split(cmd)
+        read += [(cmd, p) for flag in ("--checkpoint", "--resume", "--ann") for p in _after(tokens, flag)]
+        if tokens[1] == "report":
+            read += [
+                (cmd, p) for p in tokens[2:] if not p.startswith("-") and p not in _after(tokens, "--out")
+            ]
+    missing = [
+        (cmd, p)
+        for cmd, p in read
+        if p.startswith("runs/") and not any(p == m or p.startswith(m.rstrip("/") + "/") for m in made)
+    ]
+    assert not missing, missing
