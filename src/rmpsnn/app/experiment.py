@@ -21,6 +21,7 @@ from ..devices import resolve_device
 from ..errors import ConfigError, InputError
 from ..evaluation import check_model_matches_data, evaluate_arrays, normalised
 from ..io import check_output_path, write_json
+from ..limits import probe_model
 from ..models import list_models
 from .configs import ConvertConfig
 from .user_model import is_user_model_spec, load_user_model
@@ -66,7 +67,9 @@ def conversion_experiment(
         variants = {f"{r} reset": {"reset": r} for r in resets}
     calib_set = train.balanced(calib_images, seed=seed + 1)
     calib = torch.cat([x for x, _ in normalised(calib_set, mean, std)]).to(device)
-    _check_ann_takes(ann, calib[:2], test)
+    # one line, before any evaluation, when the ANN cannot take the data's images (a user model
+    # built for another size: a leading flatten hides that from the converter's layer check)
+    probe_model(ann, list(test.images.shape[1:]), what="the ANN")
     ann_acc = evaluate_arrays(ann, test, mean, std, device)
     steps = [2**k for k in range(max_timesteps.bit_length()) if 2**k <= max_timesteps]
     result = {
@@ -95,20 +98,6 @@ def conversion_experiment(
     )
     result["files"] = [str(path), *map(str, figs)]
     return result
-
-
-def _check_ann_takes(ann: nn.Module, example: torch.Tensor, test: ImageArrays) -> None:
-    """One line, before any evaluation, when the ANN cannot take the data's images (a user model
-    built for another size: a leading flatten hides that from the layer-shape check)."""
-    try:
-        with torch.no_grad():
-            ann.eval()(example)
-    except (RuntimeError, ValueError) as e:
-        raise InputError(
-            f"the ANN cannot take the data's images of shape {tuple(test.images.shape[1:])} "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); choose data of the size "
-            f"it was trained on, or the model that matches this data"
-        ) from None
 
 
 def _variant(
