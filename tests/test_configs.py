@@ -85,7 +85,8 @@ def test_convert_from_a_config_file_with_a_user_balancer(tmp_path, monkeypatch, 
 @pytest.mark.parametrize(
     "override, fragment",
     [
-        ("model.kwargs.bogus=1", "model.kwargs = {'bogus': 1} do not build model 'cpu_net'"),
+        ("model.kwargs.bogus=1", "model.kwargs.bogus: model 'cpu_net' takes no argument 'bogus'; it takes"),
+        ("model.kwargs.widht=[8,8,8]", "takes no argument 'widht' (did you mean width?)"),
         ("model.kwargs.width=[8]", "model.kwargs = {'width': [8]} do not build model 'cpu_net'"),
         ("model.kwargs.v_th=nan", "v_th must be a number"),
         ("model.kwargs.v_th=.nan", "model.kwargs.v_th must be finite"),

@@ -312,3 +312,20 @@ def test_the_portable_graph_says_how_to_read_out_rmpsnns_logits(readout, how):
     graph = to_nir(model, torch.zeros(1, 3, 8, 8), target="snntorch")
     note = [c for c in graph.metadata["rmpsnn"]["portable"] if "read-out" in c]
     assert len(note) == 1 and f"({how} the outputs over time" in note[0], note
+
+
+def test_the_exported_graph_says_how_its_inputs_are_normalised(tmp_path, capsys):
+    """The safetensors export carried the input mean/std; the NIR graph did not."""
+    import nir
+
+    from rmpsnn.checkpoint import save_model
+
+    kwargs = {"width": [4, 4, 4], "in_channels": 1, "image_size": 8, "num_classes": 2, "timesteps": 2}
+    data = {"input_shape": [1, 8, 8], "time_major": False}
+    snn = save_model(tmp_path / "snn.safetensors", create("cpu_net", **kwargs), model_name="cpu_net",
+                     model_kwargs=kwargs, data=data, mean=[0.25], std=[0.5])  # fmt: skip
+    for target in ([], ["--target", "snntorch"]):
+        out = tmp_path / f"m{len(target)}.nir"
+        assert main(["export", "--checkpoint", str(snn), *target, "--out", str(out)]) == 0
+        meta = nir.read(out).metadata["rmpsnn"]
+        assert list(meta["input_mean"]) == [0.25] and list(meta["input_std"]) == [0.5], meta

@@ -88,7 +88,9 @@ def export_checkpoint(opts: ExportOptions, *, log: Callable[[str], None] = print
     probe_model(model, list(shape), time_major=bool(data.get("time_major", False)), what=what)
     sample = sample_input(model, info, shape)
     out.parent.mkdir(parents=True, exist_ok=True)
-    to_nir(model, sample, out, allow_lossy_reset=opts.allow_lossy_reset, target=opts.target)
+    # the graph takes normalised inputs: say how, for whoever feeds it
+    norm = {f"input_{k}": [float(v) for v in info[k]] for k in ("mean", "std") if info.get(k) is not None}
+    to_nir(model, sample, out, allow_lossy_reset=opts.allow_lossy_reset, target=opts.target, metadata=norm)
     steps, target = getattr(model, "timesteps", "?"), f", for {opts.target}" if opts.target else ""
     log(f"wrote {out} (input {list(shape)} per step, {steps} steps{target})")
     return [str(out)]

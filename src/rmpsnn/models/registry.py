@@ -4,8 +4,10 @@ its code (``@register("cpu_net", kind="snn")``) in :data:`MODELS`, a
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
+import re
 from collections.abc import Callable
 
 from torch import nn
@@ -74,7 +76,21 @@ def check_kwargs(name: str, kwargs: dict, *, where: str = "model.kwargs") -> Non
         raise ConfigError(f"{where}: {e}") from None
     except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
         line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", line)
+        if unknown:  # a typo reaching an inner helper: name the key and what the model takes
+            raise ConfigError(_unknown_key_message(name, fn, unknown.group(1), where)) from None
         raise ConfigError(f"{where} = {kwargs!r} do not build model {name!r}: {line}") from None
+
+
+def _unknown_key_message(name: str, fn: Callable, key: str, where: str) -> str:
+    params = inspect.signature(fn).parameters.values()
+    named = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    near = difflib.get_close_matches(key, named, n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    passes_on = any(p.kind is p.VAR_KEYWORD for p in params)
+    extra = " and keywords it passes on (the zoo's spiking models: tau, v_th, surrogate, reset, neuron)"
+    takes = ", ".join(named) + (extra if passes_on else "")
+    return f"{where}.{key}: model {name!r} takes no argument {key!r}{hint}; it takes {takes}"
 
 
 _SIZE_ARGS = ("num_classes", "timesteps", "in_channels", "image_size", "width")

@@ -396,6 +396,7 @@ def to_nir(
     dt: float | None = None,
     target: str | None = None,
     portable: bool | None = None,
+    metadata: dict | None = None,
 ):
     """The NIR graph of ``model`` (an rmpsnn spiking model, an ``nn.Sequential`` of its layers, or
     a converted SNN -- then ``timesteps`` says how many steps the graph is meant to run);
@@ -407,7 +408,8 @@ def to_nir(
     picks the dt that tool's importer assumes (:data:`TARGET_DT`) and ``portable=True``:
     LIF input gains folded into the layer before, no integrating read-out (see
     :func:`make_portable`), so that the tool simulates the same network.  ``portable`` defaults
-    to ``True`` for another tool's target, else ``False``."""
+    to ``True`` for another tool's target, else ``False``.  ``metadata``: more entries of the
+    graph's ``rmpsnn`` metadata (e.g. the input normalisation ``input_mean``/``input_std``)."""
     nir = nir_package()
     dt = resolve_dt(dt, target)
     if portable is None:
@@ -416,7 +418,7 @@ def to_nir(
         if timesteps is None:
             raise InputError("to_nir of a converted SNN needs timesteps= (how many steps it runs)")
         b = _emit_converted(model, sample_input, allow_lossy_reset, dt)
-        meta = {"rmpsnn": {"dt": dt, "timesteps": int(timesteps), "input": "static"}}
+        meta = {"rmpsnn": {**(metadata or {}), "dt": dt, "timesteps": int(timesteps), "input": "static"}}
         return _finish(nir, b, meta, path, portable, target)
     was_training = model.training
     model.eval()
@@ -434,7 +436,8 @@ def to_nir(
         model.train(was_training)
     if timesteps is None:
         timesteps = getattr(model, "timesteps", None) or (sample_input.shape[0] if not static else 1)
-    meta = {"rmpsnn": {"dt": dt, "timesteps": int(timesteps), "input": "static" if static else "events"}}
+    meta = {"rmpsnn": {**(metadata or {}), "dt": dt, "timesteps": int(timesteps)}}
+    meta["rmpsnn"]["input"] = "static" if static else "events"
     return _finish(nir, b, meta, path, portable, target)
 
 
