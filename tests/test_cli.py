@@ -316,3 +316,11 @@ def test_a_mistyped_flag_is_named_alone_with_the_nearest_one(capsys):
     assert (
         "optim.batch_size (an override is section.key=value" in err[0] and "model.timesteps=2" not in err[0]
     )
+
+
+def test_a_mistyped_command_or_choice_gets_the_nearest_one(capsys):
+    for argv, near in ((["trian"], "did you mean 'train'?"), (["list", "modles"], "did you mean 'models'?")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and near in err[0], err
