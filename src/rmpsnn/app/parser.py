@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
         wrong = [a for a in extra if not takes_overrides or a.startswith("-") or "=" not in a]
         if wrong:
             prog = " ".join(filter(None, (self.prog, getattr(parsed, "command", None))))
-            self.exit(2, f"{prog}: error: {self._unrecognised(wrong, parsed)} (see {prog} --help)\n")
+            self._fail(prog, self._unrecognised(wrong, parsed))
         if extra:
             parsed.overrides = [*parsed.overrides, *extra]
         return parsed
@@ -49,4 +49,8 @@ class Parser(argparse.ArgumentParser):
         if wrong:  # a mistyped command or choice: the nearest one
             near = difflib.get_close_matches(wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2)), n=1)
             message += f"; did you mean {near[0]!r}?" if near else ""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self._fail(self.prog, message)
+
+    def _fail(self, prog: str, message: str):
+        """One line, exit 2: argparse's error without its usage block."""
+        self.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")

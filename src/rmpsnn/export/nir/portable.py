@@ -74,7 +74,7 @@ def make_portable(nir, b: GraphEdit, fold_r: bool) -> list[str]:
         elif isinstance(node, nir.I) and b.users(name) == ["output"]:
             b.bypass(name)
             # rmpsnn's read-out is u[T] ("final") or u[T]/T ("mean"): say which the consumer computes
-            how = "average" if _readout_of(node) == "mean" else "sum"
+            how = "average" if node_meta(node).get("readout", "final") == "mean" else "sum"
             changed.append(
                 f"{name}: the integrating read-out left out ({how} the outputs over time for rmpsnn's logits)"
             )
@@ -170,9 +170,3 @@ def refuse_initial_potentials(nir, b: GraphEdit, target: str | None) -> None:
             f"v_init=None to export for other tools, or export for rmpsnn (target='rmpsnn' or no target: "
             f"rmpsnn's from_nir restores it)"
         )
-
-
-def _readout_of(node) -> str:
-    """The read-out (``"final"`` or ``"mean"``) rmpsnn wrote in an integrator's metadata."""
-    meta = getattr(node, "metadata", None) or {}
-    return (meta.get("rmpsnn") or {}).get("readout", "final")

@@ -436,8 +436,8 @@ def to_nir(
         model.train(was_training)
     if timesteps is None:
         timesteps = getattr(model, "timesteps", None) or (sample_input.shape[0] if not static else 1)
-    meta = {"rmpsnn": {**(metadata or {}), "dt": dt, "timesteps": int(timesteps)}}
-    meta["rmpsnn"]["input"] = "static" if static else "events"
+    kind = "static" if static else "events"
+    meta = {"rmpsnn": {**(metadata or {}), "dt": dt, "timesteps": int(timesteps), "input": kind}}
     return _finish(nir, b, meta, path, portable, target)
 
 
