@@ -6,9 +6,10 @@ For each seed (and, optionally, another equal-cost ANN recipe), this trains the 
 (``ann_cpu_net`` widths 32/64/128, 3 epochs on 8 000 CIFAR-10 training images), converts it with
 the quickstart's calibrated soft- and hard-reset variants, simulates both to T = 16 and compares
 each with the ANN image by image (paired 95 % interval) on 4 000 test images the seed-0 quickstart
-never evaluates (per class, images 400-799 of its seeded order).  The claim is decided as
-:mod:`rmpsnn.app.claims` decides it (soft reset's "supported within 1 % from T on", and hard
-reset more than a point below the ANN there), but with 4 000 images on both sides.
+never evaluates (per class, images 400-799 of its seeded order).  The claim is decided by
+the quickstart's own :func:`rmpsnn.app.claims.conversion_claims` (soft reset's "supported within
+1 % from T on", and hard reset more than a point below the ANN there), with 4 000 images on both
+sides.
 
 Prints one line per run and a JSON summary (``--out`` writes the JSON, after every run).  About
 3 min per run on 2 cores.
@@ -26,18 +27,16 @@ from pathlib import Path
 
 import torch
 
+from rmpsnn.app.configs import QuickstartOptions
+
+QUICKSTART = QuickstartOptions()  # the quickstart's defaults: epochs, training images, T grid
+
 # an equal-cost ANN recipe: overrides of the quickstart's ANN configuration
 RECIPES = {
     "quickstart": {},
     "no-augment": {"data.augment": "none"},
     "lr-0.1": {"optim.lr": 0.1},
 }
-STEPS = [1, 2, 4, 8, 12, 16]
-
-
-def _hits(bits: str) -> list[bool]:
-    """Which images were right, from :func:`rmpsnn.app.claims.conversion_per_image`'s ``0``/``1`` strings."""
-    return [c == "1" for c in bits]
 
 
 def train_quickstart_ann(recipe: dict, seed: int, data):
@@ -47,7 +46,7 @@ def train_quickstart_ann(recipe: dict, seed: int, data):
     overrides = {
         "model.name": "ann_cpu_net",
         "model.kwargs": {"width": ANN_WIDTH["default"], "image_size": 32, "in_channels": 3},
-        "optim.epochs": 3,
+        "optim.epochs": QUICKSTART.epochs,
         "optim.batch_size": 128,
         "optim.lr": 0.05,
         "data": dict(vars(data)),
@@ -65,8 +64,7 @@ def train_quickstart_ann(recipe: dict, seed: int, data):
 
 
 def one_run(recipe_name: str, seed: int, data, train_set, held_out) -> dict:
-    from rmpsnn.analysis.stats import paired_difference
-    from rmpsnn.app.claims import HARD, SOFT, TOLERANCE, conversion_per_image, supported_within_from
+    from rmpsnn.app.claims import HARD, SOFT, conversion_claims, conversion_per_image
     from rmpsnn.app.quickstart import CONVERSION_VARIANTS
     from rmpsnn.evaluation import normalised
 
@@ -78,26 +76,22 @@ def one_run(recipe_name: str, seed: int, data, train_set, held_out) -> dict:
     variants = {k: CONVERSION_VARIANTS[k] for k in (SOFT, HARD)}
     batches = list(normalised(held_out, info["mean"], info["std"], batch_size=100))
     result = conversion_per_image(
-        ann, variants, calibration, batches, STEPS, seed=seed, log=lambda line: None
+        ann, variants, calibration, batches, QUICKSTART.timesteps, seed=seed, log=lambda line: None
     )
-    ann_hits = _hits(result["ann_correct"])
-    diffs = {
-        label: [paired_difference(_hits(bits), ann_hits) for bits in result["variants"][label]["correct"]]
-        for label in (SOFT, HARD)
-    }
-    soft_from = supported_within_from(diffs[SOFT], STEPS)
-    hard_there = diffs[HARD][STEPS.index(soft_from)] if soft_from else None
+    # decided by the quickstart's own code; both variants on the same 4 000 images
+    decided = conversion_claims(result)
+    claim = decided["claims"]["soft_fewer_steps_than_hard"]
     return {
         "recipe": recipe_name,
         "seed": seed,
         "ann_seconds": round(ann_seconds, 1),
         "ann_accuracy": result["ann_accuracy"],
-        "test_images": len(ann_hits),
-        "soft_minus_ann": [d.to_dict() for d in diffs[SOFT]],
-        "hard_minus_ann": [d.to_dict() for d in diffs[HARD]],
-        "soft_within_from": soft_from,
-        "hard_minus_ann_there": hard_there.to_dict() if hard_there else None,
-        "supported": bool(hard_there and hard_there.high < -TOLERANCE),
+        "test_images": result["test_images"],
+        "soft_minus_ann": decided["variants"][SOFT]["minus_ann"],
+        "hard_minus_ann": decided["variants"][HARD]["minus_ann"],
+        "soft_within_from": claim["soft_within_from"],
+        "hard_minus_ann_there": claim["hard_minus_ann_at_that_T"],
+        "supported": claim["supported"],
     }
 
 
@@ -113,7 +107,9 @@ def main() -> None:
     from rmpsnn.io import write_json
 
     tune_cpu_allocator()
-    data = DataConfig.from_spec("shared", train_limit=8000, test_limit=2000)
+    data = DataConfig.from_spec(
+        "shared", train_limit=QUICKSTART.train_images, test_limit=QUICKSTART.test_images
+    )
     train_set, test_set = image_arrays(data, "train"), image_arrays(data, "test")
     held_out = test_set.per_class(400, seed=0, skip=400)  # the seed-0 quickstart uses 0-399 per class
     runs = []
@@ -134,7 +130,7 @@ def main() -> None:
                 flush=True,
             )
             summary = {
-                "timesteps": STEPS,
+                "timesteps": QUICKSTART.timesteps,
                 "runs": runs,
                 "supported": sum(r["supported"] for r in runs),
                 "of": len(runs),
